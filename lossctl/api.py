@@ -1,0 +1,715 @@
+"""``evaluate()``: the pipeline from files to reduced and per-sample loss values, without Click.
+
+sources -> Arrow record batches -> columns bound to roles -> NumPy arrays (checked) -> per-kind
+``prepare`` hooks -> per-sample loss functions -> mergeable states (overall and per group) -> results;
+per-sample rows stream to an optional sink.  One pass over the data, whatever its size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import registry
+from .errors import InputError, UsageError
+from .io import columns as colmod
+from .io.columns import Binding, Converter, check_finite
+from .io.sources import DEFAULT_BATCH_ROWS, Source, open_source
+from .state import SumState
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# -- loss requests ---------------------------------------------------------------------------------
+@dataclass
+class LossRequest:
+    """One requested loss: its registry entry, resolved parameters and the label it is shown under."""
+
+    spec: registry.LossSpec
+    params: dict[str, Any]
+    given: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            self.label = self.spec.name + (
+                "(" + ",".join(f"{k}={_fmt_param(v)}" for k, v in self.given.items()) + ")" if self.given else "")
+
+
+def _fmt_param(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "/".join(_fmt_param(x) for x in v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return repr(v)
+    return str(v)
+
+
+def parse_loss_args(texts: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+    """Split ``-l`` values into (name, {param: text}).
+
+    ``-l mse,mae`` gives two losses; ``-l huber:delta=0.5,mae`` gives huber with delta and mae;
+    ``-l cross_entropy:label_smoothing=0.1,ignore_index=-1`` gives one loss with two parameters
+    (a comma item holding '=' but no ':' continues the previous loss's parameters).
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    for text in texts:
+        for tok in (t.strip() for t in text.split(",")):
+            if not tok:
+                continue
+            if "=" in tok and ":" not in tok.split("=", 1)[0]:
+                if not out:
+                    raise UsageError(f"-l {text!r}: parameter {tok!r} comes before any loss name")
+                k, v = tok.split("=", 1)
+                out[-1][1][k.strip()] = v.strip()
+                continue
+            name, _, rest = tok.partition(":")
+            params: dict[str, str] = {}
+            if rest:
+                k, eq, v = rest.partition("=")
+                if not eq:
+                    raise UsageError(f"-l {text!r}: expected NAME:PARAM=VALUE, got {tok!r}")
+                params[k.strip()] = v.strip()
+            out.append((name.strip(), params))
+    if not out:
+        raise UsageError("no loss given; pass -l NAME (see `lossctl list`)")
+    return out
+
+
+def make_requests(losses: Iterable[str | tuple[str, Mapping[str, Any]] | LossRequest]) -> list[LossRequest]:
+    reqs: list[LossRequest] = []
+    items: list = []
+    for item in losses:
+        if isinstance(item, str):
+            items.extend(parse_loss_args([item]))
+        else:
+            items.append(item)
+    for item in items:
+        if isinstance(item, LossRequest):
+            reqs.append(item)
+            continue
+        name, given = item
+        spec = registry.get(name)
+        params = spec.resolve_params(given)
+        reqs.append(LossRequest(spec, params, {k: params[k] for k in given}))
+    labels = [r.label for r in reqs]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise UsageError(f"loss {sorted(dup)[0]} requested twice")
+    return reqs
+
+
+# -- per-batch context handed to prepare hooks ----------------------------------------------------------
+class BatchContext:
+    """What a loss's ``prepare`` hook may use: error(), options, memo (persists across batches)."""
+
+    def __init__(self, bindings: Mapping[str, Binding], options: Mapping[str, Any], memo: dict):
+        self.bindings = bindings
+        self.options = options
+        self.memo = memo
+        self.row0 = 0
+        self.file = next(iter(bindings.values())).file if bindings else ""
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {r: b.label for r, b in self.bindings.items()}
+
+    def error(self, role: str, i: int | None, message: str) -> InputError:
+        b = self.bindings.get(role)
+        parts = [b.file if b else self.file]
+        if b:
+            parts.append(f"column {b.label!r}")
+        if i is not None:
+            parts.append(f"row {self.row0 + int(i) + 1}")
+        return InputError(", ".join(parts) + ": " + message)
+
+    def warn(self, key: str, message: str) -> None:
+        """Print a warning once per run (keyed), on stderr."""
+        seen = self.memo.setdefault("_warned", set())
+        if key not in seen:
+            seen.add(key)
+            import sys
+            print(f"lossctl: warning: {message}", file=sys.stderr)
+            self.memo.setdefault("_warnings", []).append(message)
+
+
+# -- results ------------------------------------------------------------------------------------
+@dataclass
+class ResultRow:
+    loss: str
+    label: str
+    params: dict[str, Any]
+    reduction: str
+    value: float
+    count: int
+    weight_sum: float
+    group: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict:
+        return {"loss": self.loss, "label": self.label, "params": _jsonable_params(self.params),
+                "reduction": self.reduction, "value": _json_float(self.value), "count": self.count,
+                "weight_sum": _json_float(self.weight_sum), "group": self.group}
+
+
+def _json_float(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _jsonable_params(p: Mapping[str, Any]) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()}
+
+
+@dataclass
+class Result:
+    inputs: list[dict]
+    columns: dict[str, Any]
+    reduction: str
+    results: list[ResultRow]
+    rows: list[dict] = field(default_factory=list)
+    row_columns: list[str] = field(default_factory=list)
+    rows_total: int = 0
+    output: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, loss: str | None = None) -> float:
+        """The overall value of ``loss`` (or of the only loss)."""
+        for r in self.results:
+            if r.group is None and (loss is None or loss in (r.loss, r.label)):
+                return r.value
+        raise KeyError(loss)
+
+
+# -- batch alignment ----------------------------------------------------------------------------------
+def _zip_aligned(a: Iterator[pa.RecordBatch], b: Iterator[pa.RecordBatch], sa: Source, sb: Source):
+    """Yield [batch_a, batch_b] slices of equal length from two row-aligned streams."""
+    ra = rb = None
+    while True:
+        if ra is None or ra.num_rows == 0:
+            ra = next(a, None)
+        if rb is None or rb.num_rows == 0:
+            rb = next(b, None)
+        if ra is None or rb is None:
+            if ra is None and rb is None:
+                return
+            for _ in (a if ra is not None else b):
+                pass
+            raise InputError(f"{sa.display} has {sa.rows} rows but {sb.display} has {sb.rows}; "
+                             f"two files are aligned by row, so their row counts must match "
+                             f"(or join them with --on KEY)")
+        n = min(ra.num_rows, rb.num_rows)
+        yield [ra.slice(0, n), rb.slice(0, n)]
+        ra = ra.slice(n)
+        rb = rb.slice(n)
+
+
+def _key_array(arr: pa.Array, where: str) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        raise InputError(f"{where}: key has {arr.null_count} missing values")
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return colmod.strings_to_numpy(arr)
+    return colmod.primitive_to_numpy(arr)
+
+
+class _Joiner:
+    """Joins streamed prediction batches to a label file held in memory, on a key column.
+
+    The label side is read once into NumPy arrays and sorted by key; each prediction batch looks its keys
+    up with searchsorted.  Unmatched and duplicate keys are counted over the whole input and reported
+    with examples (an error unless ``inner``).
+    """
+
+    def __init__(self, right: Source, key_right: str, cols: list[str], float_cols, inner: bool):
+        tables = list(right.batches([key_right, *[c for c in cols if c != key_right]], float_columns=float_cols))
+        if not tables:
+            raise InputError(f"{right.display}: no rows")
+        tbl = pa.Table.from_batches(tables).combine_chunks()
+        self.right = right
+        keys = _key_array(tbl.column(key_right), f"{right.display}, column {key_right!r}")
+        order = np.argsort(keys, kind="stable")
+        self.sorted_keys = keys[order]
+        self.order = order
+        uniq, counts = np.unique(self.sorted_keys, return_counts=True)
+        dups = uniq[counts > 1]
+        if len(dups):
+            ex = ", ".join(map(repr, dups[:5].tolist()))
+            raise InputError(f"{right.display}, column {key_right!r}: {len(dups)} duplicate key(s) "
+                             f"(e.g. {ex}); keys must be unique to join")
+        self.table = tbl
+        self.hits = np.zeros(len(keys), dtype=np.int64)
+        self.inner = inner
+        self.unmatched_left = 0
+        self.unmatched_examples: list = []
+
+    def join(self, left: pa.RecordBatch, key_left: str, where: str) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+        keys = _key_array(left.column(key_left), where)
+        if keys.dtype.kind != self.sorted_keys.dtype.kind and not (
+                keys.dtype.kind in "iuf" and self.sorted_keys.dtype.kind in "iuf"):
+            raise InputError(f"{where}: key type {keys.dtype} does not match {self.right.display} "
+                             f"({self.sorted_keys.dtype}); both key columns must be numbers or both text")
+        pos = np.searchsorted(self.sorted_keys, keys)
+        pos_c = np.minimum(pos, len(self.sorted_keys) - 1)
+        found = self.sorted_keys[pos_c] == keys
+        if not found.all():
+            miss = keys[~found]
+            self.unmatched_left += len(miss)
+            if len(self.unmatched_examples) < 5:
+                self.unmatched_examples.extend(miss[: 5 - len(self.unmatched_examples)].tolist())
+        idx = self.order[pos_c[found]]
+        np.add.at(self.hits, idx, 1)
+        if not found.all():
+            left = left.filter(_bool_arrow(found))
+        if len(idx) == 0:
+            return left, None
+        right = self.table.take(_int_arrow(idx)).combine_chunks().to_batches()
+        rb = right[0] if len(right) == 1 else pa.Table.from_batches(right).combine_chunks().to_batches()[0]
+        return left, rb
+
+    def finish(self, left_name: str, key_left: str, key_right: str) -> dict:
+        dup_left = int(np.sum(self.hits > 1))
+        unmatched_right = int(np.sum(self.hits == 0))
+        if dup_left:
+            ex = ", ".join(map(repr, self.sorted_keys[np.argsort(self.order)][self.hits > 1][:5].tolist()))
+            raise InputError(f"{left_name}, column {key_left!r}: {dup_left} key(s) appear more than once "
+                             f"(e.g. {ex}); keys must be unique to join")
+        if not self.inner and (self.unmatched_left or unmatched_right):
+            parts = []
+            if self.unmatched_left:
+                ex = ", ".join(map(repr, self.unmatched_examples))
+                parts.append(f"{self.unmatched_left} key(s) of {left_name} have no match in "
+                             f"{self.right.display} (e.g. {ex})")
+            if unmatched_right:
+                keys_in_file_order = self.sorted_keys[np.argsort(self.order)]
+                ex = ", ".join(map(repr, keys_in_file_order[self.hits == 0][:5].tolist()))
+                parts.append(f"{unmatched_right} key(s) of {self.right.display} have no match in "
+                             f"{left_name} (e.g. {ex})")
+            raise InputError("; ".join(parts) + "; fix the files or pass --inner to keep only matched rows")
+        return {"unmatched_pred": self.unmatched_left, "unmatched_target": unmatched_right}
+
+
+def _bool_arrow(mask: np.ndarray) -> pa.Array:
+    packed = np.packbits(mask.astype(np.uint8), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(packed)])
+
+
+def _int_arrow(idx: np.ndarray) -> pa.Array:
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(idx), [None, pa.py_buffer(idx)])
+
+
+def _rechunk(it: Iterator[list[pa.RecordBatch]], multiple: int) -> Iterator[list[pa.RecordBatch]]:
+    """Regroup aligned batches so each holds a multiple of ``multiple`` rows (the last may be shorter)."""
+    carry: list[pa.RecordBatch] | None = None
+    for parts in it:
+        if carry is not None:
+            parts = [pa.Table.from_batches([c, p]).combine_chunks().to_batches()[0] if c.num_rows else p
+                     for c, p in zip(carry, parts)]
+            carry = None
+        n = parts[0].num_rows
+        keep = (n // multiple) * multiple
+        if keep < n:
+            carry = [p.slice(keep) for p in parts]
+            parts = [p.slice(0, keep) for p in parts]
+        if keep:
+            yield parts
+    if carry is not None and carry[0].num_rows:
+        yield carry
+
+
+# -- groups --------------------------------------------------------------------------------------------
+class _Grouper:
+    """Maps --by values (one or more columns) of each batch to stable global group codes."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.index: dict[tuple, int] = {}
+        self.keys: list[tuple] = []
+
+    def codes(self, arrays: Sequence[pa.Array], where: str) -> np.ndarray:
+        per_col = []
+        for arr, name in zip(arrays, self.names):
+            vals = _key_array(arr, f"{where}, column {name!r}")
+            uniq, inv = np.unique(vals, return_inverse=True)
+            per_col.append((uniq.tolist(), inv))
+        if len(per_col) == 1:
+            uniq, inv = per_col[0]
+            lut = np.array([self._code((u,)) for u in uniq], dtype=np.int64)
+            return lut[inv]
+        stacked = np.stack([inv for _, inv in per_col], axis=1)
+        combos, inv = np.unique(stacked, axis=0, return_inverse=True)
+        lut = np.array([self._code(tuple(per_col[j][0][c] for j, c in enumerate(row))) for row in combos],
+                       dtype=np.int64)
+        return lut[inv.reshape(-1)]
+
+    def _code(self, key: tuple) -> int:
+        code = self.index.get(key)
+        if code is None:
+            code = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return code
+
+    def label(self, code: int) -> dict[str, Any]:
+        return {n: _py(v) for n, v in zip(self.names, self.keys[code])}
+
+    def sorted_codes(self) -> list[int]:
+        def k(c):
+            return tuple((0, v) if isinstance(v, (int, float)) else (1, str(v)) for v in self.keys[c])
+        return sorted(range(len(self.keys)), key=k)
+
+
+def _py(v):
+    if isinstance(v, float) and v.is_integer():
+        return int(v) if abs(v) < 2**53 else v
+    return v
+
+
+# -- the pipeline --------------------------------------------------------------------------------------
+def evaluate(
+    paths: str | Sequence[str],
+    losses: Sequence[Any] | str,
+    *,
+    pred: str | None = None,
+    target: str | None = None,
+    weight: str | None = None,
+    by: Sequence[str] | str = (),
+    ids: Sequence[str] | str = (),
+    on: str | None = None,
+    inner: bool = False,
+    columns: Mapping[str, str] | None = None,
+    reduction: str = "mean",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    input_format: str | None = None,
+    output: str | None = None,
+    force: bool = False,
+    limit: int = 10,
+    classes: Sequence[str] | None = None,
+    class_weights: Sequence[float] | None = None,
+    space: str | None = None,
+    row_writer: Callable[[pa.RecordBatch], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_hook: Callable[[list, dict], None] | None = None,
+) -> Result:
+    """Evaluate losses on prediction files.
+
+    Parameters
+    ----------
+    paths : one path (predictions and targets in one file) or two (predictions, labels), each a file,
+        directory, glob or ``-`` (stdin).
+    losses : names with optional parameters, e.g. ``["mse", "huber:delta=0.5"]`` or ``[("huber", {"delta": 0.5})]``.
+    reduction : ``mean`` (weighted mean, or the loss's own reduction), ``sum`` or ``none`` (per sample).
+    output : a per-sample output file (.parquet/.csv/.tsv/.jsonl/.arrow), written atomically.
+
+    Examples
+    --------
+    >>> import lossctl
+    >>> res = lossctl.evaluate("sample_data/regression.csv", ["mse"])  # doctest: +SKIP
+    >>> res.value("mse")  # doctest: +SKIP
+    """
+    if isinstance(paths, (str, bytes)):
+        paths = [paths]
+    paths = list(paths)
+    if isinstance(losses, str):
+        losses = [losses]
+    if isinstance(by, str):
+        by = colmod.split_names(by)
+    if isinstance(ids, str):
+        ids = colmod.split_names(ids)
+    if reduction not in REDUCTIONS:
+        raise UsageError(f"unknown reduction {reduction!r}; use mean, sum or none")
+    if not 1 <= len(paths) <= 2:
+        raise UsageError(f"expected one or two input files (predictions [labels]), got {len(paths)}")
+    if batch_rows < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if on and len(paths) != 2:
+        raise UsageError("--on joins two files; give predictions and labels files")
+
+    options = {"classes": list(classes) if classes else None,
+               "class_weights": tuple(class_weights) if class_weights else None, "space": space}
+    reqs = make_requests(losses)
+    _apply_options(reqs, options)
+    if reduction == "sum":
+        for r in reqs:
+            if not r.spec.has_sum:
+                raise UsageError(f"{r.spec.name} has no sum reduction; use -r mean or -r none")
+
+    sink = None
+    if output:
+        from .io.sinks import Sink, check_output_path
+        fmt = check_output_path(output, paths, force)
+
+    sources = [open_source(p, input_format) for p in paths]
+
+    # -- bind roles to columns --
+    user_cols = dict(columns or {})
+    if pred:
+        user_cols["pred"] = pred
+    if target:
+        user_cols["target"] = target
+    roles: list[str] = []
+    for r in reqs:
+        for role in r.spec.roles:
+            if role not in roles:
+                roles.append(role)
+    unknown = [k for k in user_cols if k not in roles]
+    if unknown:
+        raise UsageError(f"column option for {unknown[0]!r}, which none of the requested losses uses "
+                         f"(they use {', '.join(roles)})")
+    exclude = [on] if on else []
+    exclude += list(ids) + list(by)
+    if weight:
+        exclude.append(weight)
+    bindings: dict[str, Binding] = {}
+    for role in roles:
+        prefer = 1 if (role == "target" and len(sources) == 2) else 0
+        taken = [c for b in bindings.values() for c in b.columns] + exclude
+        bindings[role] = colmod.bind(role, user_cols.get(role), sources, prefer=prefer, exclude=taken)
+    for a, b in [(x, y) for x in bindings for y in bindings if x < y]:
+        ba, bb = bindings[a], bindings[b]
+        if ba.source == bb.source and set(ba.columns) & set(bb.columns):
+            raise UsageError(f"{ba.file}: column {sorted(set(ba.columns) & set(bb.columns))[0]!r} is used for "
+                             f"both {a} and {b}; choose distinct columns with {colmod.option_of(a)} / "
+                             f"{colmod.option_of(b)}")
+    wbind = colmod.bind("weight", weight, sources) if weight else None
+    by_binds = [colmod.bind("by", name, sources) for name in by]
+    id_binds = [colmod.bind("id", name, sources) for name in ids]
+    for bb in by_binds + id_binds:
+        if len(bb.columns) != 1:
+            raise UsageError(f"--{bb.role} takes column names, got a pattern matching {len(bb.columns)} columns")
+
+    string_roles = {role for r in reqs for role in r.spec.extra.get("string_roles", ())}
+    float_cols: list[list[str]] = [[] for _ in sources]
+    need: list[list[str]] = [[] for _ in sources]
+    for role, b in bindings.items():
+        need[b.source].extend(b.columns)
+        if role not in string_roles:
+            float_cols[b.source].extend(b.columns)
+    for b in ([wbind] if wbind else []):
+        need[b.source].extend(b.columns)
+        float_cols[b.source].extend(b.columns)
+    for b in by_binds + id_binds:
+        need[b.source].extend(b.columns)
+    if on:
+        for i, s in enumerate(sources):
+            if on not in s.names:
+                raise InputError(f"{s.display}: no key column {on!r} for --on; columns are: {', '.join(s.names[:30])}")
+        need[0].append(on)
+    need = [list(dict.fromkeys(n)) for n in need]
+    col_pos = [{c: j for j, c in enumerate(n)} for n in need]
+
+    # -- batches --
+    if len(sources) == 1:
+        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], batch_rows, float_cols[0]))
+    elif on:
+        joiner = _Joiner(sources[1], on, need[1], float_cols[1], inner)
+        need[1] = [on, *[c for c in need[1] if c != on]]
+        col_pos[1] = {c: j for j, c in enumerate(need[1])}
+
+        def _joined():
+            for b in sources[0].batches(need[0], batch_rows, float_cols[0]):
+                left, right = joiner.join(b, on, f"{sources[0].display}, column {on!r}")
+                if left.num_rows:
+                    yield [left, right]
+        aligned = _joined()
+    else:
+        aligned = _zip_aligned(sources[0].batches(need[0], batch_rows, float_cols[0]),
+                               sources[1].batches(need[1], batch_rows, float_cols[1]), sources[0], sources[1])
+    blocks = [r.spec.block_rows(r.params) for r in reqs if r.spec.block_rows is not None]
+    if blocks:
+        aligned = _rechunk(aligned, math.lcm(*[int(b) for b in blocks]))
+
+    convs = {role: Converter(b, allow_strings=role in string_roles) for role, b in bindings.items()}
+    wconv = Converter(wbind) if wbind else None
+    grouper = _Grouper([b.columns[0] for b in by_binds]) if by_binds else None
+    memo: dict = {}
+    ctx = BatchContext(bindings, options, memo)
+    states = [SumState() for _ in reqs]
+    per_sample_needed = reduction == "none" or output is not None or row_writer is not None
+    rows_kept: list[dict] = []
+    row_columns: list[str] = []
+    total = 0
+    if output:
+        sink = Sink(output, fmt)
+    try:
+        for parts in aligned:
+            n = parts[0].num_rows
+            row0 = total
+            ctx.row0 = row0
+            arrays: dict[str, np.ndarray] = {}
+            for role, b in bindings.items():
+                cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
+                x = convs[role].convert(cols, row0)
+                if x.dtype.kind == "f":
+                    check_finite(x, b, row0)
+                arrays[role] = x
+            w = None
+            if wconv is not None:
+                w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
+                check_finite(w, wbind, row0)
+                if w.ndim != 1:
+                    raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
+                if (w < 0).any():
+                    i = int(np.argmax(w < 0))
+                    raise InputError(f"{wbind.file}, column {wbind.label!r}, row {row0 + i + 1}: negative weight "
+                                     f"{w[i]!r}; sample weights must be >= 0")
+            gcodes = None
+            if grouper is not None:
+                gcodes = grouper.codes([parts[b.source].column(col_pos[b.source][b.columns[0]]) for b in by_binds],
+                                       sources[by_binds[0].source].display)
+            out_cols: dict[str, np.ndarray] = {}
+            for req, state in zip(reqs, states):
+                ins = {role: arrays[role] for role in req.spec.roles}
+                prep = req.spec.extra.get("prepare")
+                if prep is not None:
+                    ins = prep(ins, req.params, ctx)
+                args = [ins[role] for role in req.spec.roles]
+                with np.errstate(all="ignore"):
+                    values = None
+                    if req.spec.terms is not None:
+                        terms = dict(req.spec.terms(*args, **req.params))
+                        if per_sample_needed:
+                            values = req.spec.fn(*args, **req.params)
+                    else:
+                        values = req.spec.fn(*args, **req.params)
+                        terms = {"loss": values}
+                    terms["_w"] = 1.0
+                    state.update(terms, w, gcodes, len(grouper.keys) if grouper else 0)
+                if values is not None:
+                    out_cols[req.label] = np.asarray(values, dtype=np.float64)
+            if batch_hook is not None:
+                batch_hook(parts, {"arrays": arrays, "weight": w, "groups": gcodes, "row0": row0, "n": n})
+            if per_sample_needed:
+                rb = _per_sample_batch(parts, id_binds, by_binds, col_pos, out_cols, row0)
+                if not row_columns:
+                    row_columns = list(rb.schema.names)
+                if sink is not None:
+                    sink.write(rb)
+                if row_writer is not None:
+                    row_writer(rb)
+                if len(rows_kept) < limit or limit == 0:
+                    take = n if limit == 0 else min(n, limit - len(rows_kept))
+                    rows_kept.extend(rb.slice(0, take).to_pylist())
+            total += n
+            if progress is not None:
+                progress(total)
+        join_info = {}
+        if on:
+            join_info = joiner.finish(sources[0].display, on, on)
+        if total == 0:
+            raise InputError(f"{' + '.join(s.display for s in sources)}: no rows to evaluate (empty input)")
+        if sink is not None:
+            sink.commit()
+            sink = None
+    finally:
+        if sink is not None:
+            sink.abort()
+
+    results = _results(reqs, states, reduction, grouper)
+    inputs = []
+    for i, s in enumerate(sources):
+        d = {"path": s.display, "format": s.format, "rows": s.rows,
+             "role": ("predictions" if i == 0 else "labels") if len(sources) == 2 else "predictions+targets"}
+        if len(s.files) > 1:
+            d["files"] = len(s.files)
+        inputs.append(d)
+    if on:
+        inputs[0]["unmatched"] = join_info.get("unmatched_pred", 0)
+        inputs[1]["unmatched"] = join_info.get("unmatched_target", 0)
+    cols = {role: (list(b.columns) if len(b.columns) > 1 else b.columns[0]) for role, b in bindings.items()}
+    cols["weight"] = wbind.columns[0] if wbind else None
+    cols["by"] = [b.columns[0] for b in by_binds] or None
+    cols["id"] = [b.columns[0] for b in id_binds] or None
+    if on:
+        cols["on"] = on
+    res = Result(inputs=inputs, columns=cols, reduction=reduction, results=results, rows=rows_kept,
+                 row_columns=row_columns, rows_total=total, output=output,
+                 warnings=list(memo.get("_warnings", [])))
+    if "classes" in memo:
+        res.extra["classes"] = list(memo["classes"])
+    return res
+
+
+def _apply_options(reqs: list[LossRequest], options: Mapping[str, Any]) -> None:
+    """Route --logits/--probs/--log-probs and --class-weights to the losses that take them."""
+    space = options.get("space")
+    if space:
+        for r in reqs:
+            pspec = {p.name: p for p in r.spec.params}.get("space")
+            if pspec is not None:
+                if "space" not in r.given:
+                    r.params["space"] = pspec.parse(space, r.spec.name)
+            elif r.spec.space != space:
+                raise UsageError(f"{r.spec.name} takes {r.spec.space}, not {space}; drop --{_space_flag(space)} "
+                                 f"or evaluate it separately")
+    cw = options.get("class_weights")
+    if cw:
+        takers = [r for r in reqs if any(p.name == "class_weights" for p in r.spec.params)]
+        if not takers:
+            raise UsageError("--class-weights: none of the requested losses takes class weights")
+        for r in takers:
+            if "class_weights" not in r.given:
+                r.params["class_weights"] = tuple(float(x) for x in cw)
+                check = r.spec.extra.get("check_params")
+                if check is not None:
+                    check(r.params)
+
+
+def _space_flag(space: str) -> str:
+    return {"logits": "logits", "probabilities": "probs", "log-probabilities": "log-probs"}.get(space, space)
+
+
+def _per_sample_batch(parts, id_binds, by_binds, col_pos, out_cols, row0) -> pa.RecordBatch:
+    from .io.sinks import numpy_to_arrow
+    arrays, names = [], []
+    if not id_binds:
+        n = parts[0].num_rows
+        arrays.append(numpy_to_arrow(np.arange(row0 + 1, row0 + n + 1, dtype=np.int64)))
+        names.append("row")
+    for b in id_binds + by_binds:
+        c = b.columns[0]
+        if c in names:
+            continue
+        arrays.append(parts[b.source].column(col_pos[b.source][c]))
+        names.append(c)
+    for label, v in out_cols.items():
+        arrays.append(numpy_to_arrow(v))
+        names.append(label)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def finalize_value(req: LossRequest, sums: Mapping[str, float], reduction: str) -> float:
+    """The reduced value of one loss from its summed terms."""
+    if reduction == "sum":
+        return sums.get("loss", 0.0)
+    if req.spec.finalize is not None:
+        with np.errstate(all="ignore"):
+            return float(req.spec.finalize(sums, req.params))
+    norm = sums.get("norm", sums.get("_w", 0.0))
+    if norm == 0:
+        return math.nan
+    v = sums.get("loss", 0.0) / norm
+    if req.spec.post is not None:
+        v = float(req.spec.post(v))
+    return v
+
+
+def _results(reqs, states, reduction, grouper) -> list[ResultRow]:
+    red = "mean" if reduction == "none" else reduction
+    out: list[ResultRow] = []
+    for req, st in zip(reqs, states):
+        sums = st.totals()
+        out.append(ResultRow(req.spec.name, req.label, req.params, red, finalize_value(req, sums, red),
+                             st.rows, sums.get("_w", 0.0)))
+    if grouper is not None:
+        for g in grouper.sorted_codes():
+            for req, st in zip(reqs, states):
+                sums = st.group_totals(g)
+                out.append(ResultRow(req.spec.name, req.label, req.params, red, finalize_value(req, sums, red),
+                                     int(st.grows[g]), sums.get("_w", 0.0), grouper.label(g)))
+    return out

@@ -1,0 +1,295 @@
+"""The ``lossctl`` command line: parse options, call :mod:`lossctl.api`, render the result.
+
+Kept thin and light to import: NumPy, pyarrow and rich are imported inside the commands, so
+``lossctl --help`` costs only Click.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import LossctlError
+
+EXIT_HELP = """Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data error."""
+
+
+class LossctlGroup(click.Group):
+    """Maps lossctl errors to one stderr line and their exit code (traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LossctlError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"lossctl: error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _cleanup()
+            click.echo("lossctl: interrupted", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BrokenPipeError:
+            # the reader of our stdout went away (`| head`): not an error of ours
+            try:
+                sys.stdout = open(os.devnull, "w")
+            except OSError:
+                pass
+            ctx.exit(0)
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if _debug(ctx):
+                raise
+            _cleanup()
+            click.echo(f"lossctl: internal error: {type(exc).__name__}: {exc} "
+                       f"(this is a bug; rerun with --debug for a traceback)", err=True)
+            ctx.exit(70)
+
+
+def _cleanup() -> None:
+    if "lossctl.io.sinks" in sys.modules:
+        sys.modules["lossctl.io.sinks"].cleanup_active()
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.obj or {}).get("debug")) or os.environ.get("LOSSCTL_DEBUG") == "1"
+
+
+@click.group(cls=LossctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EXIT_HELP)
+@click.version_option(__version__, "-V", "--version", prog_name="lossctl")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (also LOSSCTL_DEBUG=1).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Compute loss functions on saved predictions (CSV, Parquet, Arrow, JSON Lines).
+
+    \b
+      lossctl eval preds.parquet -l mse
+      lossctl eval preds.csv labels.csv --on id -l mae -l huber:delta=0.5
+      lossctl list
+      lossctl explain huber
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _debug_flag(f):
+    def cb(ctx, _param, value):
+        if value:
+            ctx.find_root().ensure_object(dict)
+            ctx.find_root().obj["debug"] = True
+        return value
+    return click.option("--debug", is_flag=True, expose_value=False, callback=cb, is_eager=True,
+                        help="Show a traceback on error.")(f)
+
+
+def _parse_cols(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        role, eq, name = v.partition("=")
+        if not eq or not role or not name:
+            raise click.BadParameter(f"expected ROLE=COLUMN, got {v!r}", param_hint="--col")
+        out[role.strip()] = name.strip()
+    return out
+
+
+def _split_multi(values: tuple[str, ...]) -> list[str]:
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+EVAL_EPILOG = """\b
+Examples:
+  lossctl eval preds.parquet -l mse
+  lossctl eval preds.csv labels.csv -l mae -l huber:delta=0.5
+  lossctl eval preds.csv labels.csv --on id -l rmse
+  lossctl eval runs.parquet --pred y_hat --target y -w weight --by region -l mse,mae
+  lossctl eval preds.csv -l smooth_l1:beta=0.2 -r none -o per_sample.parquet
+  cat preds.csv | lossctl eval - -l mse --value
+  lossctl eval preds.csv -l mse --format json | jq .results[0].value
+
+\b
+Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data error."""
+
+
+@cli.command("eval", epilog=EVAL_EPILOG)
+@click.argument("predictions", metavar="PREDICTIONS")
+@click.argument("labels", required=False, metavar="[LABELS]")
+@click.option("-l", "--loss", "losses", multiple=True, required=True, metavar="NAME[:P=V,...]",
+              help="Loss to compute; repeat or comma-separate: -l mse -l huber:delta=0.5, -l mse,mae.")
+@click.option("--pred", metavar="COLS", help="Prediction column(s): a name, a comma list or a glob "
+              "(--pred 'p_*'). Default: y_pred, pred, prediction, ...")
+@click.option("--target", metavar="COLS", help="Target column(s), e.g. --target y. Default: y_true, target, label, y, ...")
+@click.option("-w", "--weight", metavar="COL", help="Sample-weight column: weighted mean = sum(w*l)/sum(w). -w weight")
+@click.option("--by", "by", multiple=True, metavar="COL", help="Group by column(s): a row per group plus the "
+              "overall row. --by region")
+@click.option("--id", "ids", multiple=True, metavar="COL", help="Column(s) carried into per-sample output. --id id")
+@click.option("--on", metavar="KEY", help="Join PREDICTIONS and LABELS on this key column. --on id")
+@click.option("--inner", is_flag=True, help="With --on: keep only matched keys instead of failing on unmatched ones.")
+@click.option("--var", metavar="COL", help="Variance column (gaussian_nll). --var sigma2")
+@click.option("--anchor", metavar="COLS", help="Anchor column(s) (triplet). --anchor a")
+@click.option("--label", "label_col", metavar="COL", help="±1 label column (cosine_embedding, margin_ranking). --label y")
+@click.option("--col", "cols", multiple=True, metavar="ROLE=COLS", help="Bind any input role: --col var=sigma2.")
+@click.option("-r", "--reduction", type=click.Choice(["mean", "sum", "none"]), default="mean", show_default=True,
+              help="mean (weighted), sum, or none (one value per row). -r none -o out.parquet")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json", "csv", "ndjson"]), default="table",
+              show_default=True, help="Output format on stdout. --format json")
+@click.option("--value", "bare", is_flag=True, help="Print only the value(s), one per loss, full precision. "
+              "x=$(lossctl eval p.csv -l mse --value)")
+@click.option("-o", "--output", metavar="FILE", help="Write per-sample losses (.parquet/.csv/.tsv/.jsonl/.arrow), "
+              "atomically. -o per_sample.parquet")
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Per-sample rows shown in table/json output (0 = all). --limit 50")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="ROWS",
+              help="Rows per batch (memory bound); results do not depend on it. --batch-size 100000")
+@click.option("--input-format", type=click.Choice(["csv", "tsv", "parquet", "arrow", "feather", "jsonl"]),
+              help="Format of the input when the extension does not say (stdin: csv). --input-format parquet")
+@click.option("--classes", metavar="A,B,...", help="Class names in score-column order, for string labels. "
+              "--classes setosa,versicolor,virginica")
+@click.option("--class-weights", metavar="W1,W2,...", help="Per-class weights for losses that take them. "
+              "--class-weights 1,2,5")
+@click.option("--logits", "space", flag_value="logits", help="Predictions are logits.")
+@click.option("--probs", "space", flag_value="probabilities", help="Predictions are probabilities.")
+@click.option("--log-probs", "space", flag_value="log-probabilities", help="Predictions are log-probabilities.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr.")
+@_debug_flag
+def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inner, var, anchor, label_col, cols,
+             reduction, fmt, bare, output, force, limit, batch_size, input_format, classes, class_weights,
+             space, quiet):
+    """Evaluate losses on PREDICTIONS (and LABELS, aligned by row or joined with --on).
+
+    PREDICTIONS and LABELS are files (.csv .tsv .csv.gz .parquet .arrow .feather .jsonl), Parquet
+    directories or globs, or - for standard input.
+    """
+    from . import api, render
+
+    columns = _parse_cols(cols)
+    for role, v in (("var", var), ("anchor", anchor), ("label", label_col)):
+        if v:
+            columns[role] = v
+    cw = None
+    if class_weights:
+        try:
+            cw = [float(x) for x in class_weights.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected numbers like 1,2,5, got {class_weights!r}",
+                                     param_hint="--class-weights") from None
+    if bare and reduction == "none":
+        raise click.UsageError("--value prints reduced values; it cannot be combined with -r none")
+    paths = [predictions] + ([labels] if labels else [])
+    kwargs = dict(pred=pred, target=target, weight=weight, by=_split_multi(by), ids=_split_multi(ids), on=on,
+                  inner=inner, columns=columns, reduction=reduction, input_format=input_format, output=output,
+                  force=force, limit=limit, classes=[c.strip() for c in classes.split(",")] if classes else None,
+                  class_weights=cw, space=space)
+    if batch_size:
+        kwargs["batch_rows"] = batch_size
+    stream_rows = reduction == "none" and fmt in ("csv", "ndjson") and not bare
+    if stream_rows:
+        kwargs["row_writer"] = render.StreamRows(fmt, sys.stdout)
+    res = api.evaluate(paths, list(losses), **kwargs)
+    out = sys.stdout
+    if bare:
+        render.print_values(res, out)
+    elif fmt == "json":
+        out.write(render.dumps(render.json_doc(res, __version__)) + "\n")
+    elif fmt == "csv":
+        if not stream_rows:
+            render.print_csv(res, out)
+    elif fmt == "ndjson":
+        if not stream_rows:
+            render.print_ndjson(res, out)
+    else:
+        render.print_table(res, out)
+    if stream_rows and output and not quiet:
+        click.echo(f"wrote {res.rows_total} rows to {output}", err=True)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable registry (name, aliases, params, ...).")
+@click.option("--kind", type=click.Choice(["regression", "binary", "multiclass", "multilabel", "mask", "box",
+                                           "embedding"]), help="Only losses of this kind. --kind regression")
+@_debug_flag
+def list_cmd(as_json, kind):
+    """List the registered losses: name, aliases, kind, parameters, reference.
+
+    \b
+      lossctl list
+      lossctl list --kind regression
+      lossctl list --json | jq '.[].name'
+    """
+    from . import registry, render
+
+    specs = [s for s in registry.all_losses() if kind is None or s.kind == kind]
+    if as_json:
+        click.echo(render.dumps([s.describe() for s in specs]))
+        return
+    from rich.table import Table
+    t = Table()
+    for c in ("name", "aliases", "kind", "parameters", "reference"):
+        t.add_column(c, overflow="fold")
+    for s in specs:
+        params = ", ".join(f"{p.name}={_show_default(p.default)}" for p in s.params)
+        t.add_row(s.name, ", ".join(s.aliases), s.kind, params, s.reference)
+    render.console().print(t)
+
+
+def _show_default(v):
+    if isinstance(v, tuple):
+        return "/".join(map(str, v)) or "none"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+@cli.command("explain")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable description (with LaTeX formula).")
+@_debug_flag
+def explain_cmd(name, as_json):
+    """Explain a loss: formula, parameters with defaults and ranges, when to use it, an example.
+
+    \b
+      lossctl explain huber
+      lossctl explain l2 --json
+    """
+    from . import registry, render
+
+    spec = registry.get(name)
+    if as_json:
+        click.echo(render.dumps(spec.describe()))
+        return
+    d = spec.describe()
+    lines = [f"{spec.name}  ({spec.kind}; inputs: {', '.join(spec.roles)}; predictions as {spec.space})"]
+    if spec.aliases:
+        lines.append(f"aliases: {', '.join(spec.aliases)}")
+    lines += ["", spec.summary, "", f"formula:    {spec.formula}"]
+    if spec.params:
+        lines.append("parameters:")
+        for p in spec.params:
+            lines.append(f"  {p.name} = {_show_default(p.default)}  (range {p.range_text()})  {p.help}")
+    else:
+        lines.append("parameters: none")
+    lines.append(f"reductions: {', '.join(d['reductions'])}"
+                 + (f"; {spec.reduction_note}" if spec.reduction_note else
+                    "; mean = sum(w*l)/sum(w) over rows"))
+    lines.append(f"reference:  {spec.reference}")
+    if spec.when:
+        lines += ["", "when to use: " + spec.when]
+    if spec.related:
+        lines.append("related:    " + ", ".join(spec.related))
+    if spec.example:
+        lines += ["", "example:", "  " + spec.example]
+    click.echo("\n".join(lines))
+
+
+def main(argv=None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="lossctl")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Readers (sources), column resolution and per-sample writers (sinks)."""

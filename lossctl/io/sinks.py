@@ -1,0 +1,158 @@
+"""Per-sample output files (Parquet, CSV, JSON Lines by extension), written atomically.
+
+Rows are streamed to a temporary file beside the target and renamed into place only when the run has
+succeeded, so a failed or interrupted run leaves no half-written file.  An input is never overwritten and
+an existing file is replaced only with ``--force``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import InputError, UsageError
+
+SINK_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv",
+                ".jsonl": "jsonl", ".ndjson": "jsonl", ".arrow": "arrow", ".feather": "arrow"}
+
+_ACTIVE: set[str] = set()  # temporary files of sinks still open (removed on signals)
+
+
+def numpy_to_arrow(x: np.ndarray) -> pa.Array:
+    """NumPy -> Arrow without pa.array (which imports pandas): wrap the buffer."""
+    if x.dtype.kind == "U" or x.dtype == object:
+        return pa.array([str(v) for v in x.tolist()], type=pa.string())
+    if x.dtype == bool:
+        x = x.astype(np.uint8)
+        arr = pa.Array.from_buffers(pa.uint8(), len(x), [None, pa.py_buffer(np.ascontiguousarray(x))])
+        return arr.cast(pa.bool_())
+    x = np.ascontiguousarray(x)
+    types = {"f8": pa.float64(), "f4": pa.float32(), "i8": pa.int64(), "i4": pa.int32(), "u8": pa.uint64()}
+    t = types.get(x.dtype.str[1:])
+    if t is None:
+        x = x.astype(np.float64)
+        t = pa.float64()
+    return pa.Array.from_buffers(t, len(x), [None, pa.py_buffer(x)])
+
+
+def check_output_path(path: str, inputs: Sequence[str], force: bool) -> str:
+    """Validate an output path before any work is done; returns its format."""
+    ext = os.path.splitext(path.lower())[1]
+    fmt = SINK_FORMATS.get(ext)
+    if fmt is None:
+        raise UsageError(f"-o {path}: unknown output format {ext or '(no extension)'}; "
+                         f"use .parquet, .csv, .tsv, .jsonl or .arrow")
+    real = os.path.realpath(path)
+    for inp in inputs:
+        if inp != "-" and os.path.exists(inp) and (os.path.realpath(inp) == real or
+                                                   (os.path.isdir(inp) and real.startswith(os.path.realpath(inp) + os.sep))):
+            raise UsageError(f"-o {path}: refusing to overwrite an input; choose another output path")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"-o {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"-o {path}: directory {parent} is not writable")
+    if os.path.exists(path) and not force:
+        raise UsageError(f"-o {path}: file exists; pass --force to replace it")
+    return fmt
+
+
+class Sink:
+    """Streams record batches into ``path`` via a temporary file; ``commit`` renames, ``abort`` removes."""
+
+    def __init__(self, path: str, fmt: str):
+        self.path = path
+        self.fmt = fmt
+        parent = os.path.dirname(os.path.abspath(path))
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=parent)
+        os.close(fd)
+        _ACTIVE.add(self.tmp)
+        self._writer = None
+        self._fh = None
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.fmt == "parquet":
+            if self._writer is None:
+                import pyarrow.parquet as pq
+                self._writer = pq.ParquetWriter(self.tmp, batch.schema)
+            self._writer.write_batch(batch)
+        elif self.fmt in ("csv", "tsv"):
+            if self._writer is None:
+                import pyarrow.csv as pcsv
+                self._writer = pcsv.CSVWriter(self.tmp, batch.schema, write_options=pcsv.WriteOptions(
+                    delimiter="\t" if self.fmt == "tsv" else ","))
+            self._writer.write_batch(batch)
+        elif self.fmt == "arrow":
+            if self._writer is None:
+                self._writer = pa.ipc.new_file(self.tmp, batch.schema)
+            self._writer.write_batch(batch)
+        else:
+            if self._fh is None:
+                self._fh = open(self.tmp, "w", encoding="utf-8")
+            write_jsonl(self._fh, batch)
+        self.rows += batch.num_rows
+
+    def commit(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._fh is not None:
+                self._fh.close()
+            if self._writer is None and self._fh is None:
+                open(self.tmp, "w").close()  # zero rows: an empty file
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise InputError(f"-o {self.path}: cannot write: {exc.strerror or exc}") from None
+        finally:
+            _ACTIVE.discard(self.tmp)
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._fh is not None:
+                self._fh.close()
+        except Exception:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+        _ACTIVE.discard(self.tmp)
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def write_jsonl(fh, batch: pa.RecordBatch) -> None:
+    names = batch.schema.names
+    cols = []
+    for c in batch.columns:
+        if pa.types.is_floating(c.type) or pa.types.is_integer(c.type):
+            from .columns import primitive_to_numpy
+            cols.append(primitive_to_numpy(c).tolist())
+        else:
+            cols.append(c.to_pylist())
+    for row in zip(*cols):
+        fh.write(json.dumps({k: _jsonable(v) for k, v in zip(names, row)}, allow_nan=False))
+        fh.write("\n")
+
+
+def cleanup_active() -> None:
+    """Remove temporary files of unfinished sinks (signal handlers call this)."""
+    for tmp in list(_ACTIVE):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        _ACTIVE.discard(tmp)

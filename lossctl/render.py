@@ -1,0 +1,149 @@
+"""Rendering results: rich table, JSON, CSV, NDJSON, bare value.
+
+Machine formats are written with the standard library straight to stdout (never through rich);
+the table goes through a rich Console that only colours a terminal and honours NO_COLOR.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from typing import Any, TextIO
+
+SCHEMA_VERSION = 1
+
+
+def fmt_value(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.6g}"
+
+
+def full_value(v: float | None) -> str:
+    """Shortest text that round-trips the float (what --value prints)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    return repr(float(v))
+
+
+def json_doc(res, version: str) -> dict:
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "lossctl",
+        "version": version,
+        "inputs": res.inputs,
+        "columns": res.columns,
+        "reduction": res.reduction,
+        "rows_evaluated": res.rows_total,
+        "results": [r.as_dict() for r in res.results],
+    }
+    if res.reduction == "none":
+        doc["rows"] = [_clean(r) for r in res.rows]
+    if res.output:
+        doc["output"] = res.output
+    if res.extra.get("classes") is not None:
+        doc["classes"] = res.extra["classes"]
+    for k, v in res.extra.items():
+        if k not in doc and k != "classes":
+            doc[k] = v
+    if res.warnings:
+        doc["warnings"] = res.warnings
+    return doc
+
+
+def _clean(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, allow_nan=False, ensure_ascii=False, indent=2)
+
+
+def console(file: TextIO | None = None, stderr: bool = False):
+    from rich.console import Console
+    return Console(file=file or (sys.stderr if stderr else sys.stdout), highlight=False,
+                   soft_wrap=False)
+
+
+def _group_text(group: dict | None) -> str:
+    if not group:
+        return "(all)"
+    return ", ".join(f"{v}" for v in group.values())
+
+
+def print_table(res, out: TextIO | None = None) -> None:
+    from rich.table import Table
+    con = console(out)
+    grouped = any(r.group for r in res.results)
+    weighted = res.columns.get("weight") is not None
+    if res.reduction == "none" and res.rows:
+        con.print(f"per-sample losses (first {len(res.rows)} of {res.rows_total} rows)")
+        t = Table()
+        for c in res.row_columns:
+            t.add_column(c, justify="right")
+        for row in res.rows:
+            t.add_row(*[fmt_value(v) if isinstance(v, float) else str(v) for v in row.values()])
+        con.print(t)
+    t = Table(title=None)
+    t.add_column("loss")
+    if grouped:
+        t.add_column(", ".join(res.columns.get("by") or ["group"]))
+    t.add_column(res.reduction if res.reduction != "none" else "mean", justify="right")
+    t.add_column("rows", justify="right")
+    if weighted:
+        t.add_column("weight sum", justify="right")
+    for r in res.results:
+        cells = [r.label]
+        if grouped:
+            cells.append(_group_text(r.group))
+        cells += [fmt_value(r.value), str(r.count)]
+        if weighted:
+            cells.append(fmt_value(r.weight_sum))
+        t.add_row(*cells)
+    con.print(t)
+    if res.output:
+        con.print(f"wrote {res.rows_total} rows to {res.output}")
+
+
+def print_csv(res, out: TextIO) -> None:
+    by = res.columns.get("by") or []
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["loss", "label", *by, "reduction", "value", "count", "weight_sum"])
+    for r in res.results:
+        g = [(r.group or {}).get(b, "") for b in by]
+        w.writerow([r.loss, r.label, *g, r.reduction, full_value(r.value), r.count, full_value(r.weight_sum)])
+
+
+def print_ndjson(res, out: TextIO) -> None:
+    for r in res.results:
+        out.write(json.dumps(r.as_dict(), allow_nan=False, ensure_ascii=False) + "\n")
+
+
+def print_values(res, out: TextIO) -> None:
+    for r in res.results:
+        if r.group is None:
+            out.write(full_value(r.value) + "\n")
+
+
+class StreamRows:
+    """Writes per-sample record batches to stdout as CSV or NDJSON while evaluation runs."""
+
+    def __init__(self, fmt: str, out: TextIO):
+        self.fmt = fmt
+        self.out = out
+        self.header = False
+
+    def __call__(self, batch) -> None:
+        if self.fmt == "ndjson":
+            from .io.sinks import write_jsonl
+            write_jsonl(self.out, batch)
+            return
+        import pyarrow.csv as pcsv
+        buf = io.BytesIO()
+        pcsv.write_csv(batch, buf, write_options=pcsv.WriteOptions(include_header=not self.header))
+        self.header = True
+        self.out.write(buf.getvalue().decode("utf-8"))
