@@ -395,6 +395,7 @@ def evaluate(
     row_writer: Callable[[pa.RecordBatch], None] | None = None,
     progress: Callable[[int], None] | None = None,
     batch_hook: Callable[[list, dict], None] | None = None,
+    grad: bool = False,
 ) -> Result:
     """Evaluate losses on prediction files.
 
@@ -531,6 +532,10 @@ def evaluate(
     ctx = BatchContext(bindings, options, memo)
     states = [SumState() for _ in reqs]
     per_sample_needed = reduction == "none" or output is not None or row_writer is not None
+    if grad:
+        nograd = [r.spec.name for r in reqs if r.spec.grad is None]
+        if nograd:
+            raise UsageError(f"--grad: no gradient defined for {', '.join(nograd)}")
     rows_kept: list[dict] = []
     row_columns: list[str] = []
     total = 0
@@ -563,6 +568,7 @@ def evaluate(
                 gcodes = grouper.codes([parts[b.source].column(col_pos[b.source][b.columns[0]]) for b in by_binds],
                                        sources[by_binds[0].source].display)
             out_cols: dict[str, np.ndarray] = {}
+            batch_terms: dict[str, dict] = {}
             for req, state in zip(reqs, states):
                 ins = {role: arrays[role] for role in req.spec.roles}
                 prep = req.spec.extra.get("prepare")
@@ -580,10 +586,20 @@ def evaluate(
                         terms = {"loss": values}
                     terms["_w"] = 1.0
                     state.update(terms, w, gcodes, len(grouper.keys) if grouper else 0)
-                if values is not None:
-                    out_cols[req.label] = np.asarray(values, dtype=np.float64)
+                    if values is not None:
+                        out_cols[req.label] = np.asarray(values, dtype=np.float64)
+                    if grad and per_sample_needed:
+                        g = np.asarray(req.spec.grad(*args, **req.params), dtype=np.float64)
+                        if g.ndim == 2:  # one gradient per score column
+                            for j in range(g.shape[1]):
+                                out_cols[f"d_{req.label}/d_{req.spec.roles[0]}_{j}"] = g[:, j]
+                        else:
+                            out_cols[f"d_{req.label}/d_{req.spec.roles[0]}"] = g
+                batch_terms[req.label] = terms
             if batch_hook is not None:
-                batch_hook(parts, {"arrays": arrays, "weight": w, "groups": gcodes, "row0": row0, "n": n})
+                batch_hook(parts, {"arrays": arrays, "weight": w, "groups": gcodes, "row0": row0, "n": n,
+                                   "terms": batch_terms, "values": out_cols, "requests": reqs,
+                                   "grouper": grouper})
             if per_sample_needed:
                 rb = _per_sample_batch(parts, id_binds, by_binds, col_pos, out_cols, row0)
                 if not row_columns:
