@@ -371,7 +371,96 @@ def _py(v):
 
 
 # -- the pipeline --------------------------------------------------------------------------------------
-def evaluate(
+@dataclass
+class Plan:
+    """Everything decided before reading data: losses, sources, column bindings, options.
+
+    A plan is picklable (cloudpickle) so that a cluster worker can run it on one fragment of the input.
+    """
+
+    paths: list[str]
+    reqs: list[LossRequest]
+    options: dict[str, Any]
+    reduction: str
+    sources: list[Source]
+    bindings: dict[str, Binding]
+    wbind: Binding | None
+    by_binds: list[Binding]
+    id_binds: list[Binding]
+    need: list[list[str]]
+    float_cols: list[list[str]]
+    string_roles: set[str]
+    on: str | None = None
+    inner: bool = False
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    output: str | None = None
+    output_format: str | None = None
+    limit: int = 10
+    grad: bool = False
+    per_sample: bool = False
+    input_format: str | None = None
+
+    @property
+    def col_pos(self) -> list[dict[str, int]]:
+        return [{c: j for j, c in enumerate(n)} for n in self.need]
+
+    @property
+    def block_multiple(self) -> int | None:
+        blocks = [int(r.spec.block_rows(r.params)) for r in self.reqs if r.spec.block_rows is not None]
+        return math.lcm(*blocks) if blocks else None
+
+    def columns_info(self) -> dict[str, Any]:
+        cols: dict[str, Any] = {role: (list(b.columns) if len(b.columns) > 1 else b.columns[0])
+                                for role, b in self.bindings.items()}
+        cols["weight"] = self.wbind.columns[0] if self.wbind else None
+        cols["by"] = [b.columns[0] for b in self.by_binds] or None
+        cols["id"] = [b.columns[0] for b in self.id_binds] or None
+        if self.on:
+            cols["on"] = self.on
+        return cols
+
+
+@dataclass
+class Partial:
+    """The mergeable outcome of running a plan over some of the rows (a file, a fragment, a batch)."""
+
+    states: list[SumState]
+    group_keys: list[tuple]
+    rows: int = 0
+    rows_kept: list[dict] = field(default_factory=list)
+    row_columns: list[str] = field(default_factory=list)
+    source_rows: list[int] = field(default_factory=list)
+    memo: dict = field(default_factory=dict)
+
+    def merge(self, other: "Partial", limit: int = 10) -> "Partial":
+        """Fold ``other`` (rows that come after this partial's rows) into this one; returns self."""
+        index = {k: i for i, k in enumerate(self.group_keys)}
+        codes = []
+        for k in other.group_keys:
+            if k not in index:
+                index[k] = len(self.group_keys)
+                self.group_keys.append(k)
+            codes.append(index[k])
+        lut = np.array(codes, dtype=np.int64)
+        for mine, theirs in zip(self.states, other.states):
+            mine.merge(theirs.remapped(lut, len(self.group_keys)) if len(lut) else theirs)
+        self.rows += other.rows
+        if limit == 0 or len(self.rows_kept) < limit:
+            room = len(other.rows_kept) if limit == 0 else limit - len(self.rows_kept)
+            self.rows_kept.extend(other.rows_kept[:room])
+        self.row_columns = self.row_columns or other.row_columns
+        self.source_rows = [a + b for a, b in zip(self.source_rows, other.source_rows)] or other.source_rows
+        for k, v in other.memo.items():
+            if k == "_warnings":
+                for w in v:
+                    if w not in self.memo.setdefault("_warnings", []):
+                        self.memo["_warnings"].append(w)
+            else:
+                self.memo.setdefault(k, v)
+        return self
+
+
+def plan_evaluation(
     paths: str | Sequence[str],
     losses: Sequence[Any] | str,
     *,
@@ -392,27 +481,11 @@ def evaluate(
     classes: Sequence[str] | None = None,
     class_weights: Sequence[float] | None = None,
     space: str | None = None,
-    row_writer: Callable[[pa.RecordBatch], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-    batch_hook: Callable[[list, dict], None] | None = None,
     grad: bool = False,
-) -> Result:
-    """Evaluate losses on prediction files.
-
-    Parameters
-    ----------
-    paths : one path (predictions and targets in one file) or two (predictions, labels), each a file,
-        directory, glob or ``-`` (stdin).
-    losses : names with optional parameters, e.g. ``["mse", "huber:delta=0.5"]`` or ``[("huber", {"delta": 0.5})]``.
-    reduction : ``mean`` (weighted mean, or the loss's own reduction), ``sum`` or ``none`` (per sample).
-    output : a per-sample output file (.parquet/.csv/.tsv/.jsonl/.arrow), written atomically.
-
-    Examples
-    --------
-    >>> import lossctl
-    >>> res = lossctl.evaluate("sample_data/regression.csv", ["mse"])  # doctest: +SKIP
-    >>> res.value("mse")  # doctest: +SKIP
-    """
+    per_sample: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Plan:
+    """Check options, open the sources (schemas only) and bind every role to columns."""
     if isinstance(paths, (str, bytes)):
         paths = [paths]
     paths = list(paths)
@@ -439,13 +512,17 @@ def evaluate(
         for r in reqs:
             if not r.spec.has_sum:
                 raise UsageError(f"{r.spec.name} has no sum reduction; use -r mean or -r none")
+    if grad:
+        nograd = [r.spec.name for r in reqs if r.spec.grad is None]
+        if nograd:
+            raise UsageError(f"--grad: no gradient defined for {', '.join(nograd)}")
 
-    sink = None
+    output_format = None
     if output:
-        from .io.sinks import Sink, check_output_path
-        fmt = check_output_path(output, paths, force)
+        from .io.sinks import check_output_path
+        output_format = check_output_path(output, paths, force)
 
-    sources = [open_source(p, input_format) for p in paths]
+    sources = [open_source(p, input_format, storage_options) for p in paths]
 
     # -- bind roles to columns --
     user_cols = dict(columns or {})
@@ -497,157 +574,219 @@ def evaluate(
     for b in by_binds + id_binds:
         need[b.source].extend(b.columns)
     if on:
-        for i, s in enumerate(sources):
+        for s in sources:
             if on not in s.names:
                 raise InputError(f"{s.display}: no key column {on!r} for --on; columns are: {', '.join(s.names[:30])}")
         need[0].append(on)
-    need = [list(dict.fromkeys(n)) for n in need]
-    col_pos = [{c: j for j, c in enumerate(n)} for n in need]
-
-    # -- batches --
-    if len(sources) == 1:
-        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], batch_rows, float_cols[0]))
-    elif on:
-        joiner = _Joiner(sources[1], on, need[1], float_cols[1], inner)
         need[1] = [on, *[c for c in need[1] if c != on]]
-        col_pos[1] = {c: j for j, c in enumerate(need[1])}
+    need = [list(dict.fromkeys(n)) for n in need]
+    return Plan(paths=paths, reqs=reqs, options=options, reduction=reduction, sources=sources,
+                bindings=bindings, wbind=wbind, by_binds=by_binds, id_binds=id_binds, need=need,
+                float_cols=float_cols, string_roles=string_roles, on=on, inner=inner, batch_rows=batch_rows,
+                output=output, output_format=output_format, limit=limit, grad=grad,
+                per_sample=per_sample or reduction == "none" or output is not None, input_format=input_format)
+
+
+def iter_aligned(plan: Plan, joiner: "_Joiner | None" = None) -> Iterator[list[pa.RecordBatch]]:
+    """The input as lists of equal-length record batches, one per source (joined or row-aligned)."""
+    sources = plan.sources
+    need, fc = plan.need, plan.float_cols
+    if len(sources) == 1:
+        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], plan.batch_rows, fc[0]))
+    elif plan.on:
+        assert joiner is not None
 
         def _joined():
-            for b in sources[0].batches(need[0], batch_rows, float_cols[0]):
-                left, right = joiner.join(b, on, f"{sources[0].display}, column {on!r}")
+            for b in sources[0].batches(need[0], plan.batch_rows, fc[0]):
+                left, right = joiner.join(b, plan.on, f"{sources[0].display}, column {plan.on!r}")
                 if left.num_rows:
                     yield [left, right]
         aligned = _joined()
     else:
-        aligned = _zip_aligned(sources[0].batches(need[0], batch_rows, float_cols[0]),
-                               sources[1].batches(need[1], batch_rows, float_cols[1]), sources[0], sources[1])
-    blocks = [r.spec.block_rows(r.params) for r in reqs if r.spec.block_rows is not None]
-    if blocks:
-        aligned = _rechunk(aligned, math.lcm(*[int(b) for b in blocks]))
+        aligned = _zip_aligned(sources[0].batches(need[0], plan.batch_rows, fc[0]),
+                               sources[1].batches(need[1], plan.batch_rows, fc[1]), sources[0], sources[1])
+    mult = plan.block_multiple
+    if mult:
+        aligned = _rechunk(aligned, mult)
+    return aligned
 
-    convs = {role: Converter(b, allow_strings=role in string_roles) for role, b in bindings.items()}
+
+def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
+             row_writer: Callable[[pa.RecordBatch], None] | None = None,
+             progress: Callable[[int], None] | None = None,
+             batch_hook: Callable[[list, dict], None] | None = None, row_offset: int = 0) -> Partial:
+    """One pass over aligned batches: convert, validate, compute every loss, update the states."""
+    reqs, bindings, wbind = plan.reqs, plan.bindings, plan.wbind
+    col_pos = plan.col_pos
+    convs = {role: Converter(b, allow_strings=role in plan.string_roles) for role, b in bindings.items()}
     wconv = Converter(wbind) if wbind else None
-    grouper = _Grouper([b.columns[0] for b in by_binds]) if by_binds else None
+    grouper = _Grouper([b.columns[0] for b in plan.by_binds]) if plan.by_binds else None
     memo: dict = {}
-    ctx = BatchContext(bindings, options, memo)
+    ctx = BatchContext(bindings, plan.options, memo)
     states = [SumState() for _ in reqs]
-    per_sample_needed = reduction == "none" or output is not None or row_writer is not None
-    if grad:
-        nograd = [r.spec.name for r in reqs if r.spec.grad is None]
-        if nograd:
-            raise UsageError(f"--grad: no gradient defined for {', '.join(nograd)}")
+    per_sample_needed = plan.per_sample or row_writer is not None
     rows_kept: list[dict] = []
     row_columns: list[str] = []
+    limit = plan.limit
     total = 0
-    if output:
-        sink = Sink(output, fmt)
-    try:
-        for parts in aligned:
-            n = parts[0].num_rows
-            row0 = total
-            ctx.row0 = row0
-            arrays: dict[str, np.ndarray] = {}
-            for role, b in bindings.items():
-                cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
-                x = convs[role].convert(cols, row0)
-                if x.dtype.kind == "f":
-                    check_finite(x, b, row0)
-                arrays[role] = x
-            w = None
-            if wconv is not None:
-                w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
-                check_finite(w, wbind, row0)
-                if w.ndim != 1:
-                    raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
-                if (w < 0).any():
-                    i = int(np.argmax(w < 0))
-                    raise InputError(f"{wbind.file}, column {wbind.label!r}, row {row0 + i + 1}: negative weight "
-                                     f"{w[i]!r}; sample weights must be >= 0")
-            gcodes = None
-            if grouper is not None:
-                gcodes = grouper.codes([parts[b.source].column(col_pos[b.source][b.columns[0]]) for b in by_binds],
-                                       sources[by_binds[0].source].display)
-            out_cols: dict[str, np.ndarray] = {}
-            batch_terms: dict[str, dict] = {}
-            for req, state in zip(reqs, states):
-                ins = {role: arrays[role] for role in req.spec.roles}
-                prep = req.spec.extra.get("prepare")
-                if prep is not None:
-                    ins = prep(ins, req.params, ctx)
-                args = [ins[role] for role in req.spec.roles]
-                with np.errstate(all="ignore"):
-                    values = None
-                    if req.spec.terms is not None:
-                        terms = dict(req.spec.terms(*args, **req.params))
-                        if per_sample_needed:
-                            values = req.spec.fn(*args, **req.params)
-                    else:
+    for parts in aligned:
+        n = parts[0].num_rows
+        row0 = row_offset + total
+        ctx.row0 = row0
+        arrays: dict[str, np.ndarray] = {}
+        for role, b in bindings.items():
+            cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
+            x = convs[role].convert(cols, row0)
+            if x.dtype.kind == "f":
+                check_finite(x, b, row0)
+            arrays[role] = x
+        w = None
+        if wconv is not None:
+            w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
+            check_finite(w, wbind, row0)
+            if w.ndim != 1:
+                raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
+            if (w < 0).any():
+                i = int(np.argmax(w < 0))
+                raise InputError(f"{wbind.file}, column {wbind.label!r}, row {row0 + i + 1}: negative weight "
+                                 f"{w[i]!r}; sample weights must be >= 0")
+        gcodes = None
+        if grouper is not None:
+            gcodes = grouper.codes([parts[b.source].column(col_pos[b.source][b.columns[0]]) for b in plan.by_binds],
+                                   plan.sources[plan.by_binds[0].source].display)
+        out_cols: dict[str, np.ndarray] = {}
+        batch_terms: dict[str, dict] = {}
+        for req, state in zip(reqs, states):
+            ins = {role: arrays[role] for role in req.spec.roles}
+            prep = req.spec.extra.get("prepare")
+            if prep is not None:
+                ins = prep(ins, req.params, ctx)
+            args = [ins[role] for role in req.spec.roles]
+            with np.errstate(all="ignore"):
+                values = None
+                if req.spec.terms is not None:
+                    terms = dict(req.spec.terms(*args, **req.params))
+                    if per_sample_needed:
                         values = req.spec.fn(*args, **req.params)
-                        terms = {"loss": values}
-                    terms["_w"] = 1.0
-                    state.update(terms, w, gcodes, len(grouper.keys) if grouper else 0)
-                    if values is not None:
-                        out_cols[req.label] = np.asarray(values, dtype=np.float64)
-                    if grad and per_sample_needed:
-                        g = np.asarray(req.spec.grad(*args, **req.params), dtype=np.float64)
-                        if g.ndim == 2:  # one gradient per score column
-                            for j in range(g.shape[1]):
-                                out_cols[f"d_{req.label}/d_{req.spec.roles[0]}_{j}"] = g[:, j]
-                        else:
-                            out_cols[f"d_{req.label}/d_{req.spec.roles[0]}"] = g
-                batch_terms[req.label] = terms
-            if batch_hook is not None:
-                batch_hook(parts, {"arrays": arrays, "weight": w, "groups": gcodes, "row0": row0, "n": n,
-                                   "terms": batch_terms, "values": out_cols, "requests": reqs,
-                                   "grouper": grouper})
-            if per_sample_needed:
-                rb = _per_sample_batch(parts, id_binds, by_binds, col_pos, out_cols, row0)
-                if not row_columns:
-                    row_columns = list(rb.schema.names)
-                if sink is not None:
-                    sink.write(rb)
-                if row_writer is not None:
-                    row_writer(rb)
-                if len(rows_kept) < limit or limit == 0:
-                    take = n if limit == 0 else min(n, limit - len(rows_kept))
-                    rows_kept.extend(rb.slice(0, take).to_pylist())
-            total += n
-            if progress is not None:
-                progress(total)
-        join_info = {}
-        if on:
-            join_info = joiner.finish(sources[0].display, on, on)
-        if total == 0:
-            raise InputError(f"{' + '.join(s.display for s in sources)}: no rows to evaluate (empty input)")
+                else:
+                    values = req.spec.fn(*args, **req.params)
+                    terms = {"loss": values}
+                terms["_w"] = 1.0
+                state.update(terms, w, gcodes, len(grouper.keys) if grouper else 0)
+                if values is not None:
+                    out_cols[req.label] = np.asarray(values, dtype=np.float64)
+                if plan.grad and per_sample_needed:
+                    g = np.asarray(req.spec.grad(*args, **req.params), dtype=np.float64)
+                    if g.ndim == 2:  # one gradient per score column
+                        for j in range(g.shape[1]):
+                            out_cols[f"d_{req.label}/d_{req.spec.roles[0]}_{j}"] = g[:, j]
+                    else:
+                        out_cols[f"d_{req.label}/d_{req.spec.roles[0]}"] = g
+            batch_terms[req.label] = terms
+        if batch_hook is not None:
+            batch_hook(parts, {"arrays": arrays, "weight": w, "groups": gcodes, "row0": row0, "n": n,
+                               "terms": batch_terms, "values": out_cols, "requests": reqs, "grouper": grouper})
+        if per_sample_needed:
+            rb = _per_sample_batch(parts, plan.id_binds, plan.by_binds, col_pos, out_cols, row0)
+            if not row_columns:
+                row_columns = list(rb.schema.names)
+            if sink is not None:
+                sink.write(rb)
+            if row_writer is not None:
+                row_writer(rb)
+            if limit == 0 or len(rows_kept) < limit:
+                take = n if limit == 0 else min(n, limit - len(rows_kept))
+                rows_kept.extend(rb.slice(0, take).to_pylist())
+        total += n
+        if progress is not None:
+            progress(total)
+    return Partial(states=states, group_keys=list(grouper.keys) if grouper else [], rows=total,
+                   rows_kept=rows_kept, row_columns=row_columns, source_rows=[s.rows for s in plan.sources],
+                   memo=memo)
+
+
+def make_result(plan: Plan, part: Partial, join_info: Mapping[str, int] | None = None) -> Result:
+    """Reduce a (merged) partial into the result rows, overall first, then groups in sorted order."""
+    if part.rows == 0:
+        raise InputError(f"{' + '.join(s.display for s in plan.sources)}: no rows to evaluate (empty input)")
+    grouper = None
+    if plan.by_binds:
+        grouper = _Grouper([b.columns[0] for b in plan.by_binds])
+        for k in part.group_keys:
+            grouper._code(k)
+    results = _results(plan.reqs, part.states, plan.reduction, grouper)
+    inputs = []
+    for i, s in enumerate(plan.sources):
+        rows = part.source_rows[i] if i < len(part.source_rows) else s.rows
+        d = {"path": s.display, "format": s.format, "rows": rows,
+             "role": ("predictions" if i == 0 else "labels") if len(plan.sources) == 2 else "predictions+targets"}
+        if len(s.files) > 1:
+            d["files"] = len(s.files)
+        inputs.append(d)
+    if plan.on and join_info:
+        inputs[0]["unmatched"] = join_info.get("unmatched_pred", 0)
+        inputs[1]["unmatched"] = join_info.get("unmatched_target", 0)
+    res = Result(inputs=inputs, columns=plan.columns_info(), reduction=plan.reduction, results=results,
+                 rows=part.rows_kept, row_columns=part.row_columns, rows_total=part.rows, output=plan.output,
+                 warnings=list(part.memo.get("_warnings", [])))
+    if "classes" in part.memo:
+        res.extra["classes"] = list(part.memo["classes"])
+    return res
+
+
+def evaluate(
+    paths: str | Sequence[str],
+    losses: Sequence[Any] | str,
+    *,
+    row_writer: Callable[[pa.RecordBatch], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_hook: Callable[[list, dict], None] | None = None,
+    engine: str = "local",
+    engine_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Result:
+    """Evaluate losses on prediction files.
+
+    Parameters
+    ----------
+    paths : one path (predictions and targets in one file) or two (predictions, labels), each a file,
+        directory, glob or ``-`` (stdin).
+    losses : names with optional parameters, e.g. ``["mse", "huber:delta=0.5"]`` or
+        ``[("huber", {"delta": 0.5})]``.
+    options : pred, target, weight, by, ids, on, inner, columns, reduction ('mean' | 'sum' | 'none'),
+        batch_rows, input_format, output (per-sample file, written atomically), force, limit, classes,
+        class_weights, space, grad: see :func:`plan_evaluation`.
+    engine : 'local' (default) or 'dask' (``engine_options``: scheduler, workers; needs lossctl[dask]).
+
+    Examples
+    --------
+    >>> import lossctl
+    >>> res = lossctl.evaluate("sample_data/regression.csv", ["mse", "huber:delta=0.5"])
+    >>> round(res.value("mse"), 6)
+    0.252316
+    """
+    plan = plan_evaluation(paths, losses, per_sample=row_writer is not None, **options)
+    if engine == "dask":
+        from .dask_engine import evaluate_dask
+        return evaluate_dask(plan, row_writer=row_writer, progress=progress, **dict(engine_options or {}))
+    if engine != "local":
+        raise UsageError(f"unknown engine {engine!r}; use local or dask")
+    joiner = _Joiner(plan.sources[1], plan.on, plan.need[1], plan.float_cols[1], plan.inner) if plan.on else None
+    sink = None
+    if plan.output:
+        from .io.sinks import Sink
+        sink = Sink(plan.output, plan.output_format)
+    try:
+        part = run_plan(plan, iter_aligned(plan, joiner), sink=sink, row_writer=row_writer, progress=progress,
+                        batch_hook=batch_hook)
+        join_info = joiner.finish(plan.sources[0].display, plan.on, plan.on) if joiner else {}
+        res = make_result(plan, part, join_info)
         if sink is not None:
             sink.commit()
             sink = None
     finally:
         if sink is not None:
             sink.abort()
-
-    results = _results(reqs, states, reduction, grouper)
-    inputs = []
-    for i, s in enumerate(sources):
-        d = {"path": s.display, "format": s.format, "rows": s.rows,
-             "role": ("predictions" if i == 0 else "labels") if len(sources) == 2 else "predictions+targets"}
-        if len(s.files) > 1:
-            d["files"] = len(s.files)
-        inputs.append(d)
-    if on:
-        inputs[0]["unmatched"] = join_info.get("unmatched_pred", 0)
-        inputs[1]["unmatched"] = join_info.get("unmatched_target", 0)
-    cols = {role: (list(b.columns) if len(b.columns) > 1 else b.columns[0]) for role, b in bindings.items()}
-    cols["weight"] = wbind.columns[0] if wbind else None
-    cols["by"] = [b.columns[0] for b in by_binds] or None
-    cols["id"] = [b.columns[0] for b in id_binds] or None
-    if on:
-        cols["on"] = on
-    res = Result(inputs=inputs, columns=cols, reduction=reduction, results=results, rows=rows_kept,
-                 row_columns=row_columns, rows_total=total, output=output,
-                 warnings=list(memo.get("_warnings", [])))
-    if "classes" in memo:
-        res.extra["classes"] = list(memo["classes"])
     return res
 
 

@@ -111,6 +111,20 @@ class SumState:
         self.rows += other.rows
         return self
 
+    def remapped(self, codes: np.ndarray, ngroups: int) -> "SumState":
+        """A copy whose group g is moved to group ``codes[g]`` of ``ngroups`` (to merge states built with
+        different group numberings, e.g. on two cluster workers)."""
+        out = SumState()
+        out.hi, out.lo, out.rows = dict(self.hi), dict(self.lo), self.rows
+        out.grows = np.zeros(ngroups, dtype=np.int64)
+        np.add.at(out.grows, codes[: len(self.grows)], self.grows)
+        for k in self.ghi:
+            out.ghi[k] = np.zeros(ngroups)
+            out.glo[k] = np.zeros(ngroups)
+            np.add.at(out.ghi[k], codes[: len(self.grows)], self.ghi[k])
+            np.add.at(out.glo[k], codes[: len(self.grows)], self.glo[k])
+        return out
+
     # -- reading --------------------------------------------------------------------------------
     def total(self, key: str) -> float:
         return self.hi.get(key, 0.0) + self.lo.get(key, 0.0)

@@ -252,8 +252,13 @@ def _rewrite_arrow_error(path: str, exc: BaseException, columns: Sequence[str], 
     return f"{path}: cannot read: {_short(exc)}"
 
 
-def open_source(path: str, input_format: str | None = None) -> Source:
-    """Resolve a path (file, directory, glob or '-') into a :class:`Source`; InputError if unusable."""
+def open_source(path: str, input_format: str | None = None, storage_options=None) -> Source:
+    """Resolve a path (file, directory, glob, URL or '-') into a :class:`Source`; InputError if unusable."""
+    if "://" in path and not path.startswith("file://"):
+        from .remote import open_remote_source
+        return open_remote_source(path, input_format, storage_options or {})
+    if path.startswith("file://"):
+        path = path[len("file://"):]
     fmt = None
     if input_format:
         key = input_format.lower()
