@@ -90,7 +90,17 @@ class SumState:
         if groups is not None:
             self._grow(ngroups)
             self.grows[:ngroups] += np.bincount(groups, minlength=ngroups)[:ngroups]
+        wsum = None
         for key, v in terms.items():
+            if not np.ndim(v) and groups is None:
+                # a constant term (the row count or weight sum): no per-row array needed
+                if weight is None:
+                    self._add_total(key, float(v) * n)
+                else:
+                    if wsum is None:
+                        wsum = float(np.sum(weight))
+                    self._add_total(key, float(v) * wsum)
+                continue
             arr = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) if not np.ndim(v) else v
             x = arr if weight is None else arr * weight
             self._add_total(key, float(np.sum(x)))

@@ -233,6 +233,11 @@ def check_finite(x: np.ndarray, binding: Binding, row0: int) -> None:
     """Error on the first NaN or infinity, naming its column and row (1-based, header excluded)."""
     if x.dtype.kind != "f":
         return
+    # Fast path: a sum is finite only if every term is (NaN and inf propagate); one pass, no mask.
+    # A finite input can still overflow the sum (values near 1e308); the exact check below decides then.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(x)):
+            return
     ok = np.isfinite(x)
     if ok.all():
         return
