@@ -14,13 +14,14 @@ import numpy as np
 import pyarrow as pa
 
 from . import registry
-from .errors import InputError, UsageError
+from .errors import InputError, UnknownLossError, UsageError
 from .io import columns as colmod
 from .io.columns import Binding, Converter, check_finite
 from .io.sources import DEFAULT_BATCH_ROWS, Source, open_source
 from .state import SumState
 
 REDUCTIONS = ("mean", "sum", "none")
+NAN_POLICIES = ("error", "omit", "propagate")
 
 
 # -- loss requests ---------------------------------------------------------------------------------
@@ -54,7 +55,8 @@ def parse_loss_args(texts: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
 
     ``-l mse,mae`` gives two losses; ``-l huber:delta=0.5,mae`` gives huber with delta and mae;
     ``-l cross_entropy:label_smoothing=0.1,ignore_index=-1`` gives one loss with two parameters
-    (a comma item holding '=' but no ':' continues the previous loss's parameters).
+    (a comma item holding '=' but no ':' continues the previous loss's parameters);
+    ``-l my_pkg:asymmetric_l2:alpha=0.3`` is the plugin loss ``my_pkg:asymmetric_l2`` with a parameter.
     """
     out: list[tuple[str, dict[str, str]]] = []
     for text in texts:
@@ -67,17 +69,27 @@ def parse_loss_args(texts: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
                 k, v = tok.split("=", 1)
                 out[-1][1][k.strip()] = v.strip()
                 continue
-            name, _, rest = tok.partition(":")
+            # NAME:P=V; a NAME may itself be namespaced, PLUGIN:LOSS (a ':' and no '='), so the
+            # parameter starts after the last ':' before the '='
+            head, eq, v = tok.partition("=")
             params: dict[str, str] = {}
-            if rest:
-                k, eq, v = rest.partition("=")
-                if not eq:
-                    raise UsageError(f"-l {text!r}: expected NAME:PARAM=VALUE, got {tok!r}")
+            if eq:
+                name, _, k = head.rpartition(":")
                 params[k.strip()] = v.strip()
+            else:
+                name = tok.rstrip(":")
             out.append((name.strip(), params))
     if not out:
         raise UsageError("no loss given; pass -l NAME (see `lossctl list`)")
     return out
+
+
+def _is_loss(name: str) -> bool:
+    try:
+        registry.get(name)
+    except UnknownLossError:
+        return False
+    return True
 
 
 def make_requests(losses: Iterable[str | tuple[str, Mapping[str, Any]] | LossRequest]) -> list[LossRequest]:
@@ -93,7 +105,14 @@ def make_requests(losses: Iterable[str | tuple[str, Mapping[str, Any]] | LossReq
             reqs.append(item)
             continue
         name, given = item
-        spec = registry.get(name)
+        try:
+            spec = registry.get(name)
+        except UnknownLossError:
+            base, colon, rest = name.rpartition(":")
+            if colon and not given and _is_loss(base):
+                raise UsageError(f"-l {name}: expected NAME:PARAM=VALUE (a value for {rest!r}) or "
+                                 f"PLUGIN:NAME for a plugin's loss") from None
+            raise
         params = spec.resolve_params(given)
         reqs.append(LossRequest(spec, params, {k: params[k] for k in given}))
     labels = [r.label for r in reqs]
@@ -112,6 +131,7 @@ class BatchContext:
         self.options = options
         self.memo = memo
         self.row0 = 0
+        self.rowmap: np.ndarray | None = None  # batch row -> input row, when --nan-policy omit dropped rows
         self.file = next(iter(bindings.values())).file if bindings else ""
 
     @property
@@ -124,7 +144,8 @@ class BatchContext:
         if b:
             parts.append(f"column {b.label!r}")
         if i is not None:
-            parts.append(f"row {self.row0 + int(i) + 1}")
+            i = int(i) if self.rowmap is None else int(self.rowmap[int(i)])
+            parts.append(f"row {self.row0 + i + 1}")
         return InputError(", ".join(parts) + ": " + message)
 
     def warn(self, key: str, message: str) -> None:
@@ -294,6 +315,18 @@ class _Joiner:
         return {"unmatched_pred": self.unmatched_left, "unmatched_target": unmatched_right}
 
 
+def _finite_rows(arrays: Sequence[np.ndarray], n: int) -> np.ndarray | None:
+    """Mask of rows where every float input is finite, or None when all are (the common case)."""
+    keep = None
+    for a in arrays:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.sum(a)):
+                continue
+        ok = np.isfinite(a) if a.ndim == 1 else np.isfinite(a).reshape(n, -1).all(axis=1)
+        keep = ok if keep is None else keep & ok
+    return None if keep is None or keep.all() else keep
+
+
 def _bool_arrow(mask: np.ndarray) -> pa.Array:
     packed = np.packbits(mask.astype(np.uint8), bitorder="little")
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(packed)])
@@ -399,6 +432,7 @@ class Plan:
     grad: bool = False
     per_sample: bool = False
     input_format: str | None = None
+    nan_policy: str = "error"
 
     @property
     def col_pos(self) -> list[dict[str, int]]:
@@ -484,6 +518,7 @@ def plan_evaluation(
     grad: bool = False,
     per_sample: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    nan_policy: str = "error",
 ) -> Plan:
     """Check options, open the sources (schemas only) and bind every role to columns."""
     if isinstance(paths, (str, bytes)):
@@ -501,6 +536,8 @@ def plan_evaluation(
         raise UsageError(f"expected one or two input files (predictions [labels]), got {len(paths)}")
     if batch_rows < 1:
         raise UsageError("--batch-size must be at least 1")
+    if nan_policy not in NAN_POLICIES:
+        raise UsageError(f"unknown --nan-policy {nan_policy!r}; use error, omit or propagate")
     if on and len(paths) != 2:
         raise UsageError("--on joins two files; give predictions and labels files")
 
@@ -584,7 +621,8 @@ def plan_evaluation(
                 bindings=bindings, wbind=wbind, by_binds=by_binds, id_binds=id_binds, need=need,
                 float_cols=float_cols, string_roles=string_roles, on=on, inner=inner, batch_rows=batch_rows,
                 output=output, output_format=output_format, limit=limit, grad=grad,
-                per_sample=per_sample or reduction == "none" or output is not None, input_format=input_format)
+                per_sample=per_sample or reduction == "none" or output is not None, input_format=input_format,
+                nan_policy=nan_policy)
 
 
 def iter_aligned(plan: Plan, joiner: "_Joiner | None" = None) -> Iterator[list[pa.RecordBatch]]:
@@ -618,10 +656,12 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
     """One pass over aligned batches: convert, validate, compute every loss, update the states."""
     reqs, bindings, wbind = plan.reqs, plan.bindings, plan.wbind
     col_pos = plan.col_pos
-    convs = {role: Converter(b, allow_strings=role in plan.string_roles) for role, b in bindings.items()}
-    wconv = Converter(wbind) if wbind else None
+    lenient = plan.nan_policy != "error"  # missing values become NaN, then omitted or propagated
+    convs = {role: Converter(b, allow_strings=role in plan.string_roles, null_as_nan=lenient)
+             for role, b in bindings.items()}
+    wconv = Converter(wbind, null_as_nan=lenient) if wbind else None
     grouper = _Grouper([b.columns[0] for b in plan.by_binds]) if plan.by_binds else None
-    memo: dict = {}
+    memo: dict = {"omitted_rows": 0}
     ctx = BatchContext(bindings, plan.options, memo)
     states = [SumState() for _ in reqs]
     per_sample_needed = plan.per_sample or row_writer is not None
@@ -629,23 +669,40 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
     row_columns: list[str] = []
     limit = plan.limit
     total = 0
+    evaluated = 0
     for parts in aligned:
-        n = parts[0].num_rows
+        n = n_in = parts[0].num_rows
         row0 = row_offset + total
         ctx.row0 = row0
         arrays: dict[str, np.ndarray] = {}
         for role, b in bindings.items():
             cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
             x = convs[role].convert(cols, row0)
-            if x.dtype.kind == "f":
+            if x.dtype.kind == "f" and not lenient:
                 check_finite(x, b, row0)
             arrays[role] = x
         w = None
         if wconv is not None:
             w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
-            check_finite(w, wbind, row0)
+            if not lenient:
+                check_finite(w, wbind, row0)
             if w.ndim != 1:
                 raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
+        ctx.rowmap = None
+        if plan.nan_policy == "omit":
+            keep = _finite_rows([a for a in arrays.values() if a.dtype.kind == "f"] + ([w] if w is not None else []), n)
+            if keep is not None:
+                memo["omitted_rows"] += int(n - keep.sum())
+                ctx.rowmap = np.flatnonzero(keep)
+                arrays = {r: a[keep] for r, a in arrays.items()}
+                w = w[keep] if w is not None else None
+                mask = _bool_arrow(keep)
+                parts = [p.filter(mask) for p in parts]
+                n = parts[0].num_rows
+                if n == 0:
+                    total += n_in
+                    continue
+        if w is not None:
             if (w < 0).any():
                 i = int(np.argmax(w < 0))
                 raise InputError(f"{wbind.file}, column {wbind.label!r}, row {row0 + i + 1}: negative weight "
@@ -687,7 +744,7 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
             batch_hook(parts, {"arrays": arrays, "weight": w, "groups": gcodes, "row0": row0, "n": n,
                                "terms": batch_terms, "values": out_cols, "requests": reqs, "grouper": grouper})
         if per_sample_needed:
-            rb = _per_sample_batch(parts, plan.id_binds, plan.by_binds, col_pos, out_cols, row0)
+            rb = _per_sample_batch(parts, plan.id_binds, plan.by_binds, col_pos, out_cols, row0, ctx.rowmap)
             if not row_columns:
                 row_columns = list(rb.schema.names)
             if sink is not None:
@@ -697,10 +754,11 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
             if limit == 0 or len(rows_kept) < limit:
                 take = n if limit == 0 else min(n, limit - len(rows_kept))
                 rows_kept.extend(rb.slice(0, take).to_pylist())
-        total += n
+        total += n_in
+        evaluated += n
         if progress is not None:
             progress(total)
-    return Partial(states=states, group_keys=list(grouper.keys) if grouper else [], rows=total,
+    return Partial(states=states, group_keys=list(grouper.keys) if grouper else [], rows=evaluated,
                    rows_kept=rows_kept, row_columns=row_columns, source_rows=[s.rows for s in plan.sources],
                    memo=memo)
 
@@ -731,6 +789,9 @@ def make_result(plan: Plan, part: Partial, join_info: Mapping[str, int] | None =
                  warnings=list(part.memo.get("_warnings", [])))
     if "classes" in part.memo:
         res.extra["classes"] = list(part.memo["classes"])
+    if plan.nan_policy != "error":
+        res.extra["nan_policy"] = plan.nan_policy
+        res.extra["omitted_rows"] = int(part.memo.get("omitted_rows", 0))
     return res
 
 
@@ -819,12 +880,13 @@ def _space_flag(space: str) -> str:
     return {"logits": "logits", "probabilities": "probs", "log-probabilities": "log-probs"}.get(space, space)
 
 
-def _per_sample_batch(parts, id_binds, by_binds, col_pos, out_cols, row0) -> pa.RecordBatch:
+def _per_sample_batch(parts, id_binds, by_binds, col_pos, out_cols, row0, rowmap=None) -> pa.RecordBatch:
     from .io.sinks import numpy_to_arrow
     arrays, names = [], []
     if not id_binds:
         n = parts[0].num_rows
-        arrays.append(numpy_to_arrow(np.arange(row0 + 1, row0 + n + 1, dtype=np.int64)))
+        rows = np.arange(row0 + 1, row0 + n + 1, dtype=np.int64) if rowmap is None else row0 + 1 + rowmap
+        arrays.append(numpy_to_arrow(rows.astype(np.int64)))
         names.append("row")
     for b in id_binds + by_binds:
         c = b.columns[0]

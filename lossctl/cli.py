@@ -27,10 +27,6 @@ class LossctlGroup(click.Group):
                 raise
             click.echo(f"lossctl: error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            _cleanup()
-            click.echo("lossctl: interrupted", err=True)
-            ctx.exit(130)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except BrokenPipeError:
@@ -155,11 +151,14 @@ Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data erro
 @click.option("--logits", "space", flag_value="logits", help="Predictions are logits.")
 @click.option("--probs", "space", flag_value="probabilities", help="Predictions are probabilities.")
 @click.option("--log-probs", "space", flag_value="log-probabilities", help="Predictions are log-probabilities.")
+@click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True,
+              help="Rows with NaN, inf or missing inputs: error (exit 3, names the row), omit (drop and count "
+                   "them), propagate (the loss becomes NaN). --nan-policy omit")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr.")
 @_debug_flag
 def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inner, var, anchor, label_col, cols,
              reduction, fmt, bare, output, force, limit, batch_size, input_format, classes, class_weights,
-             space, quiet):
+             space, nan_policy, quiet):
     """Evaluate losses on PREDICTIONS (and LABELS, aligned by row or joined with --on).
 
     PREDICTIONS and LABELS are files (.csv .tsv .csv.gz .parquet .arrow .feather .jsonl), Parquet
@@ -184,13 +183,18 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
     kwargs = dict(pred=pred, target=target, weight=weight, by=_split_multi(by), ids=_split_multi(ids), on=on,
                   inner=inner, columns=columns, reduction=reduction, input_format=input_format, output=output,
                   force=force, limit=limit, classes=[c.strip() for c in classes.split(",")] if classes else None,
-                  class_weights=cw, space=space)
+                  class_weights=cw, space=space, nan_policy=nan_policy)
     if batch_size:
         kwargs["batch_rows"] = batch_size
     stream_rows = reduction == "none" and fmt in ("csv", "ndjson") and not bare
     if stream_rows:
         kwargs["row_writer"] = render.StreamRows(fmt, sys.stdout)
-    res = api.evaluate(paths, list(losses), **kwargs)
+    from .progress import RowProgress
+    prog = RowProgress(enabled=False if quiet else None)
+    try:
+        res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
+    finally:
+        prog.close()
     out = sys.stdout
     if bare:
         render.print_values(res, out)
@@ -286,9 +290,50 @@ def explain_cmd(name, as_json):
     click.echo("\n".join(lines))
 
 
+from . import cli_workbench  # noqa: E402,F401
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that output files are cleaned up on the way out."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess test
+    raise _Terminated()
+
+
 def main(argv=None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="lossctl")
+    """Console-script entry point: SIGINT exits 130 and SIGTERM 143, leaving no partial output file."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    try:
+        rv = cli.main(args=argv, prog_name="lossctl", standalone_mode=False)
+    except _Terminated:
+        _cleanup()
+        click.echo("lossctl: terminated", err=True)
+        sys.exit(143)
+    except KeyboardInterrupt:
+        _cleanup()
+        click.echo("lossctl: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -105,6 +105,8 @@ def print_table(res, out: TextIO | None = None) -> None:
             cells.append(fmt_value(r.weight_sum))
         t.add_row(*cells)
     con.print(t)
+    if res.extra.get("omitted_rows"):
+        con.print(f"omitted {res.extra['omitted_rows']} row(s) with NaN, inf or missing inputs (--nan-policy omit)")
     if res.output:
         con.print(f"wrote {res.rows_total} rows to {res.output}")
 

@@ -146,10 +146,12 @@ def strings_to_numpy(arr: pa.Array) -> np.ndarray:
 class Converter:
     """Turns the Arrow columns of a binding into arrays, with errors naming file, column and row."""
 
-    def __init__(self, binding: Binding, numeric: bool = True, allow_strings: bool = False):
+    def __init__(self, binding: Binding, numeric: bool = True, allow_strings: bool = False,
+                 null_as_nan: bool = False):
         self.b = binding
         self.numeric = numeric
         self.allow_strings = allow_strings
+        self.null_as_nan = null_as_nan
 
     def _err(self, col: str, row: int | None, msg: str) -> InputError:
         r = f", row {row + 1}" if row is not None else ""
@@ -166,9 +168,14 @@ class Converter:
                 arr = arr.cast(t.value_type)
                 t = arr.type
         if arr.null_count:
-            i = _first_null(arr)
-            n = arr.null_count
-            raise self._err(col, row0 + i, f"missing value ({n} in this batch); fill or drop those rows")
+            if self.null_as_nan and (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
+                arr = arr.cast(pa.float64()).fill_null(float("nan"))
+                t = arr.type
+            else:
+                i = _first_null(arr)
+                n = arr.null_count
+                raise self._err(col, row0 + i, f"missing value ({n} in this batch); fill or drop those rows, "
+                                               f"or pass --nan-policy omit")
         if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             return self._list(arr, col, row0)
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
@@ -250,4 +257,5 @@ def check_finite(x: np.ndarray, binding: Binding, row0: int) -> None:
     nbad = int(bad_rows.sum())
     what = "NaN" if np.isnan(v) else ("inf" if v > 0 else "-inf")
     raise InputError(f"{binding.file}, column {col!r}, row {row0 + i + 1}: {what} value "
-                     f"({nbad} such row{'s' if nbad != 1 else ''} in this batch); losses need finite numbers")
+                     f"({nbad} such row{'s' if nbad != 1 else ''} in this batch); losses need finite numbers "
+                     f"(--nan-policy omit drops such rows)")
