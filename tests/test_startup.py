@@ -1,0 +1,68 @@
+"""Start-up stays light: `lossctl --help` imports no NumPy/pyarrow, a small evaluation no pandas.
+
+Timing is measured in benchmarks/ (not asserted here); these tests pin down the imports that decide it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+HEAVY = ("pandas", "torch", "sklearn", "scipy", "matplotlib", "dask", "distributed", "polars", "duckdb",
+         "fsspec", "pyarrow.dataset")
+
+PROBE = r"""
+import json, sys
+from lossctl.cli import main
+try:
+    main({argv!r})
+except SystemExit as e:
+    code = e.code
+print(json.dumps({{"code": code, "modules": sorted(sys.modules)}}), file=sys.stderr)
+"""
+
+
+def _run(argv, cwd):
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    last = proc.stderr.strip().splitlines()[-1]
+    return proc, json.loads(last)
+
+
+def _root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_help_imports_only_click():
+    proc, info = _run(["--help"], _root())
+    assert info["code"] in (0, None)
+    assert "Usage" in proc.stdout
+    loaded = set(info["modules"])
+    for mod in ("numpy", "pyarrow", "rich", *HEAVY):
+        assert mod not in loaded, f"`lossctl --help` imported {mod}"
+
+
+def test_small_eval_avoids_heavy_modules(tmp_path):
+    path = tmp_path / "small.csv"
+    rows = ["y_true,y_pred"] + [f"{i * 0.5},{i * 0.5 + (i % 3) * 0.1}" for i in range(1000)]
+    path.write_text("\n".join(rows) + "\n")
+    proc, info = _run(["eval", str(path), "-l", "mse"], _root())
+    assert info["code"] in (0, None), proc.stderr
+    assert "mse" in proc.stdout
+    loaded = set(info["modules"])
+    for mod in HEAVY:
+        assert mod not in loaded, f"a small `lossctl eval` imported {mod}"
+
+
+def test_parquet_eval_avoids_pandas(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    x = np.linspace(0, 1, 5000)
+    pq.write_table(pa.table({"y_true": x, "y_pred": x * 1.1}), tmp_path / "p.parquet")
+    proc, info = _run(["eval", str(tmp_path / "p.parquet"), "-l", "mse,mae", "--value"], _root())
+    assert info["code"] in (0, None), proc.stderr
+    expected = float(np.mean((x * 1.1 - x) ** 2))
+    assert abs(float(proc.stdout.split()[0]) - expected) <= 1e-12 * expected
+    assert "pandas" not in set(info["modules"])
