@@ -18,7 +18,8 @@ __all__ = ["evaluate", "get_loss", "list_losses", "register", "LossSpec", "Param
 
 _SUBMODULES = {"api", "cli", "errors", "registry", "render", "state", "losses", "io", "plugins", "penalty",
                "gates", "compare", "check", "plot", "bootstrap", "engine", "remote", "report", "signature",
-               "workbench", "sketch", "progress", "fastcsv", "dask_engine"}
+               "workbench", "sketch", "progress", "fastcsv", "dask_engine",
+               "cli_workbench", "cli_ci", "testing"}
 
 
 def __getattr__(name: str):

@@ -706,7 +706,7 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
             if (w < 0).any():
                 i = int(np.argmax(w < 0))
                 raise InputError(f"{wbind.file}, column {wbind.label!r}, row {row0 + i + 1}: negative weight "
-                                 f"{w[i]!r}; sample weights must be >= 0")
+                                 f"{float(w[i])!r}; sample weights must be >= 0")
         gcodes = None
         if grouper is not None:
             gcodes = grouper.codes([parts[b.source].column(col_pos[b.source][b.columns[0]]) for b in plan.by_binds],

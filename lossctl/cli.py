@@ -106,6 +106,7 @@ Examples:
   lossctl eval preds.csv -l smooth_l1:beta=0.2 -r none -o per_sample.parquet
   cat preds.csv | lossctl eval - -l mse --value
   lossctl eval preds.csv -l mse --format json | jq .results[0].value
+  lossctl eval preds.csv -l mse --ci 0.95 --fail-if 'mse > 0.25'
 
 \b
 Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data error."""
@@ -154,11 +155,34 @@ Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data erro
 @click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True,
               help="Rows with NaN, inf or missing inputs: error (exit 3, names the row), omit (drop and count "
                    "them), propagate (the loss becomes NaN). --nan-policy omit")
+@click.option("--grad", is_flag=True, help="Add d loss / d prediction (d loss / d logit for losses on logits) "
+              "to per-sample output. --grad -r none -o grads.parquet")
+@click.option("--top", type=click.IntRange(min=1), metavar="K", help="Also show the K rows with the largest "
+              "per-sample loss, with their --id columns or row numbers (JSON: \"top\"). --top 20")
+@click.option("--hist", is_flag=True, help="Also show the distribution of per-sample losses: a histogram and "
+              "p50/p90/p99/max, quantiles within 0.5% (JSON: \"hist\").")
+@click.option("--fail-if", "fail_if", multiple=True, metavar="EXPR", help="Quality gate: exit 1 (after printing "
+              "everything) if EXPR holds, for the overall row and every --by group. --fail-if 'mse > 0.25'")
+@click.option("--ci", "ci", metavar="LEVEL", help="Bootstrap confidence interval of every value. --ci 0.95")
+@click.option("--bootstrap", "replicates", type=click.IntRange(min=10), metavar="N",
+              help="Bootstrap replicates (default 1000 with --ci). --bootstrap 2000")
+@click.option("--seed", type=int, help="Seed of the bootstrap (default 0). --seed 7")
+@click.option("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3:// inputs (MinIO, Ceph, ...). "
+              "--endpoint-url http://127.0.0.1:9000")
+@click.option("--region", metavar="NAME", help="Region of s3:// inputs (default: AWS_REGION, else us-east-1). "
+              "--region eu-west-1")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default=None,
+              help="local (default) or dask: evaluate the files of the input on a Dask cluster (lossctl[dask]).")
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to use (implies --engine dask). "
+              "--scheduler tcp://scheduler:8786")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Start a local Dask cluster of N worker "
+              "processes for this run (implies --engine dask). --workers 2")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr.")
 @_debug_flag
 def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inner, var, anchor, label_col, cols,
              reduction, fmt, bare, output, force, limit, batch_size, input_format, classes, class_weights,
-             space, nan_policy, quiet):
+             space, nan_policy, grad, top, hist, quiet, fail_if=(), ci=None, replicates=None, seed=None,
+             endpoint_url=None, region=None, engine=None, scheduler=None, workers=None):
     """Evaluate losses on PREDICTIONS (and LABELS, aligned by row or joined with --on).
 
     PREDICTIONS and LABELS are files (.csv .tsv .csv.gz .parquet .arrow .feather .jsonl), Parquet
@@ -179,22 +203,43 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
                                      param_hint="--class-weights") from None
     if bare and reduction == "none":
         raise click.UsageError("--value prints reduced values; it cannot be combined with -r none")
+    if grad and reduction != "none" and not output:
+        raise click.UsageError("--grad adds per-sample columns; use it with -r none or -o FILE")
     paths = [predictions] + ([labels] if labels else [])
     kwargs = dict(pred=pred, target=target, weight=weight, by=_split_multi(by), ids=_split_multi(ids), on=on,
                   inner=inner, columns=columns, reduction=reduction, input_format=input_format, output=output,
                   force=force, limit=limit, classes=[c.strip() for c in classes.split(",")] if classes else None,
-                  class_weights=cw, space=space, nan_policy=nan_policy)
+                  class_weights=cw, space=space, nan_policy=nan_policy, grad=grad)
     if batch_size:
         kwargs["batch_rows"] = batch_size
+    storage = {k: v for k, v in (("endpoint_url", endpoint_url), ("region", region)) if v}
+    if storage:
+        kwargs["storage_options"] = storage
+    if engine == "local" and (scheduler or workers):
+        raise click.UsageError("--scheduler and --workers are for --engine dask")
+    if engine == "dask" or scheduler or workers:
+        if scheduler and workers:
+            raise click.UsageError("--scheduler uses a running cluster, --workers starts one: give one of them")
+        if ci:
+            raise click.UsageError("--ci needs --engine local (the bootstrap sees every batch in one process)")
+        kwargs["engine"] = "dask"
+        kwargs["engine_options"] = {"scheduler": scheduler, "workers": workers}
+    from .cli_ci import EvalGates
+    ci_gates = EvalGates(fail_if, ci, replicates, seed, losses, kwargs)  # gate syntax errors exit 2 here
     stream_rows = reduction == "none" and fmt in ("csv", "ndjson") and not bare
     if stream_rows:
         kwargs["row_writer"] = render.StreamRows(fmt, sys.stdout)
     from .progress import RowProgress
     prog = RowProgress(enabled=False if quiet else None)
     try:
-        res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
+        if top or hist:
+            from . import workbench
+            res = workbench.evaluate(paths, list(losses), top=top or 0, hist=hist, progress=prog, **kwargs)
+        else:
+            res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
     finally:
         prog.close()
+    ci_gates.attach(res)
     out = sys.stdout
     if bare:
         render.print_values(res, out)
@@ -208,8 +253,15 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
             render.print_ndjson(res, out)
     else:
         render.print_table(res, out)
+    if top or hist:  # the table after the results; beside machine output, on stderr
+        from . import workbench
+        if fmt == "table" and not bare:
+            workbench.render(res, render.console(out))
+        elif fmt != "json" or bare:
+            workbench.render(res, render.console(stderr=True))
     if stream_rows and output and not quiet:
         click.echo(f"wrote {res.rows_total} rows to {output}", err=True)
+    ci_gates.finish(fmt, bare, out)  # the gates after everything else; exit 1 if one failed
 
 
 @cli.command("list")
@@ -281,6 +333,8 @@ def explain_cmd(name, as_json):
                  + (f"; {spec.reduction_note}" if spec.reduction_note else
                     "; mean = sum(w*l)/sum(w) over rows"))
     lines.append(f"reference:  {spec.reference}")
+    if spec.plugin:
+        lines.append(f"plugin:     {spec.plugin}")
     if spec.when:
         lines += ["", "when to use: " + spec.when]
     if spec.related:
@@ -299,6 +353,9 @@ class _Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess test
     raise _Terminated()
+
+
+from . import cli_ci  # noqa: E402,F401  (registers compare and check)
 
 
 def main(argv=None) -> None:

@@ -154,11 +154,23 @@ def _series(req, x: np.ndarray, mode: str) -> Series:
         if analytic:
             grad = np.asarray(chain(np.asarray(spec.grad(*args, **params), dtype=np.float64)), dtype=np.float64)
         else:
-            grad = np.gradient(loss, x)
+            grad = _finite_difference(loss, x)
         loss = np.where(np.isfinite(loss), loss, np.nan)
         grad = np.where(np.isfinite(grad) & np.isfinite(loss), grad, np.nan)
         like = _likelihood(loss, x, normalise=mode == "residual")
     return Series(req.label, loss, grad, like, analytic)
+
+
+def _finite_difference(loss: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """d loss / dx by central differences, NaN across a jump (0-1 loss): a step has no derivative there,
+    and a finite difference would draw a spike of height jump / step."""
+    g = np.gradient(loss, x)
+    span = np.nanmax(loss) - np.nanmin(loss) if np.isfinite(loss).any() else 0.0
+    jump = np.abs(np.diff(loss)) > 0.25 * span if span > 0 else np.zeros(len(x) - 1, dtype=bool)
+    bad = np.zeros(len(x), dtype=bool)
+    bad[:-1] |= jump
+    bad[1:] |= jump
+    return np.where(bad, np.nan, g)
 
 
 def _likelihood(loss: np.ndarray, x: np.ndarray, normalise: bool) -> np.ndarray:
@@ -208,8 +220,9 @@ def save_image(data: PlotData, path: str, *, dpi: int = 120) -> None:
              "gradient": rf"gradient $\partial\ell/\partial {var}$",
              "likelihood": r"implied likelihood $e^{-\ell}$" + (", normalised" if data.mode == "residual" else "")}
     for ax, panel in zip(axes, PANELS):
-        for s in data.series:
-            ax.plot(data.x, getattr(s, panel), label=s.label, linewidth=1.8)
+        for i, s in enumerate(data.series):
+            ax.plot(data.x, getattr(s, panel), label=s.label, linewidth=1.8,
+                    linestyle=("-", "--", ":", "-.")[i // 10 % 4])   # the colour cycle has 10 colours
         ax.set_title(heads[panel])
         ax.set_xlabel(data.xlabel)
         ax.axhline(0.0, color="0.6", linewidth=0.6, zorder=0)

@@ -39,7 +39,7 @@ def json_doc(res, version: str) -> dict:
         "columns": res.columns,
         "reduction": res.reduction,
         "rows_evaluated": res.rows_total,
-        "results": [r.as_dict() for r in res.results],
+        "results": [result_dict(r) for r in res.results],
     }
     if res.reduction == "none":
         doc["rows"] = [_clean(r) for r in res.rows]
@@ -52,7 +52,17 @@ def json_doc(res, version: str) -> dict:
             doc[k] = v
     if res.warnings:
         doc["warnings"] = res.warnings
+    from .signature import build as _signature
+    doc["signature"] = _signature(res)
     return doc
+
+
+def result_dict(r) -> dict:
+    """A result row as JSON, with its bootstrap interval ("ci") when one was computed."""
+    d = r.as_dict()
+    if getattr(r, "ci", None) is not None:
+        d["ci"] = r.ci
+    return d
 
 
 def _clean(row: dict) -> dict:
@@ -81,7 +91,7 @@ def print_table(res, out: TextIO | None = None) -> None:
     grouped = any(r.group for r in res.results)
     weighted = res.columns.get("weight") is not None
     if res.reduction == "none" and res.rows:
-        con.print(f"per-sample losses (first {len(res.rows)} of {res.rows_total} rows)")
+        con.print(f"per-sample losses (first {len(res.rows)} of {res.rows_total} rows)", soft_wrap=True, markup=False)
         t = Table()
         for c in res.row_columns:
             t.add_column(c, justify="right")
@@ -96,6 +106,11 @@ def print_table(res, out: TextIO | None = None) -> None:
     t.add_column("rows", justify="right")
     if weighted:
         t.add_column("weight sum", justify="right")
+    with_ci = any(getattr(r, "ci", None) for r in res.results)
+    if with_ci:
+        level = next(r.ci["level"] for r in res.results if getattr(r, "ci", None))
+        t.add_column(f"{level * 100:g}% CI lo", justify="right")
+        t.add_column("hi", justify="right")
     for r in res.results:
         cells = [r.label]
         if grouped:
@@ -103,26 +118,33 @@ def print_table(res, out: TextIO | None = None) -> None:
         cells += [fmt_value(r.value), str(r.count)]
         if weighted:
             cells.append(fmt_value(r.weight_sum))
+        if with_ci:
+            ci = getattr(r, "ci", None) or {}
+            cells += [fmt_value(ci.get("low")), fmt_value(ci.get("high"))]
         t.add_row(*cells)
     con.print(t)
     if res.extra.get("omitted_rows"):
         con.print(f"omitted {res.extra['omitted_rows']} row(s) with NaN, inf or missing inputs (--nan-policy omit)")
     if res.output:
-        con.print(f"wrote {res.rows_total} rows to {res.output}")
+        con.print(f"wrote {res.rows_total} rows to {res.output}", soft_wrap=True, markup=False)  # a path is never wrapped or parsed as markup
 
 
 def print_csv(res, out: TextIO) -> None:
     by = res.columns.get("by") or []
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["loss", "label", *by, "reduction", "value", "count", "weight_sum"])
+    with_ci = any(getattr(r, "ci", None) for r in res.results)
+    w.writerow(["loss", "label", *by, "reduction", "value", "count", "weight_sum"]
+               + (["ci_level", "ci_low", "ci_high"] if with_ci else []))
     for r in res.results:
         g = [(r.group or {}).get(b, "") for b in by]
-        w.writerow([r.loss, r.label, *g, r.reduction, full_value(r.value), r.count, full_value(r.weight_sum)])
+        ci = (getattr(r, "ci", None) or {}) if with_ci else None
+        w.writerow([r.loss, r.label, *g, r.reduction, full_value(r.value), r.count, full_value(r.weight_sum)]
+                   + ([ci.get("level"), full_value(ci.get("low")), full_value(ci.get("high"))] if with_ci else []))
 
 
 def print_ndjson(res, out: TextIO) -> None:
     for r in res.results:
-        out.write(json.dumps(r.as_dict(), allow_nan=False, ensure_ascii=False) + "\n")
+        out.write(json.dumps(result_dict(r), allow_nan=False, ensure_ascii=False) + "\n")
 
 
 def print_values(res, out: TextIO) -> None:

@@ -273,27 +273,26 @@ class QuantileSketch:
         keep = c > 0
         return np.clip(r[keep], self.min, self.max), c[keep]
 
-    def histogram(self, bins: int = 20) -> list[dict]:
+    def histogram(self, bins: int = 16) -> tuple[str, list[dict]]:
         """``bins`` display bins over [min, max]: log-spaced when the values are positive and span more
         than two decades (loss distributions are skewed), linear otherwise.  Counts come from the
         sketch's buckets, so a bin edge is placed to within the relative accuracy."""
-        if self.count == 0:
-            return []
         lo, hi = self.min, self.max
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            return []
+        if self.count == 0 or not (math.isfinite(lo) and math.isfinite(hi)):
+            return "linear", []
         if hi == lo:
-            return [{"lo": lo, "hi": hi, "count": self.count}]
+            return "linear", [{"lo": lo, "hi": hi, "count": self.count}]
         log = lo > 0 and hi / lo > 100
         edges = np.geomspace(lo, hi, bins + 1) if log else np.linspace(lo, hi, bins + 1)
         reps, counts = self.buckets()
         where = np.clip(np.searchsorted(edges, reps, side="right") - 1, 0, bins - 1)
         per_bin = np.bincount(where, weights=counts, minlength=bins).astype(np.int64)
-        return [{"lo": float(edges[i]), "hi": float(edges[i + 1]), "count": int(per_bin[i])} for i in range(bins)]
+        return ("log" if log else "linear",
+                [{"lo": float(edges[i]), "hi": float(edges[i + 1]), "count": int(per_bin[i])} for i in range(bins)])
 
     QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
-    def summary(self, bins: int = 20) -> dict:
+    def summary(self, bins: int = 16) -> dict:
         """What ``--format json`` prints under ``"hist"``."""
         d = {"count": self.count, "min": _json_float(self.min), "mean": _json_float(self.mean)}
         for name, q in self.QUANTILES:
@@ -304,7 +303,7 @@ class QuantileSketch:
         d["quantiles"] = {"method": "ddsketch", "relative_accuracy": self.relative_accuracy,
                           "rank": "floor(q*(count-1)), as numpy.quantile(method='lower')",
                           "exact": ["count", "min", "mean", "max"]}
-        d["bins"] = self.histogram(bins)
+        d["scale"], d["bins"] = self.histogram(bins)
         return d
 
 
@@ -347,7 +346,7 @@ class Workbench:
         """``"top"`` in JSON: one entry per kept row, ``{"loss", "rank", <keys>, "value"}``, per loss."""
         return [{"loss": lb, **row} for lb in self.labels if lb in self.tops for row in self.tops[lb].rows()]
 
-    def hist_summary(self, bins: int = 20) -> dict:
+    def hist_summary(self, bins: int = 16) -> dict:
         """``"hist"`` in JSON: per loss label, count/min/mean/p50/p90/p99/max and display bins."""
         return {lb: self.sketches[lb].summary(bins) for lb in self.labels if lb in self.sketches}
 
@@ -418,18 +417,18 @@ def render(res, con) -> None:
     hist = res.extra.get("hist")
     if hist is not None:
         for label, h in hist.items():
-            q = " ".join(f"{k}={fmt_value(h[k])}" for k in ("p50", "p90", "p99", "max"))
-            t = Table(title=f"distribution of {label} over {h['count']} rows: {q}", title_justify="left")
+            t = Table(title=f"distribution of {label} over {h['count']} rows ({h['scale']} bins)",
+                      title_justify="left")
             t.add_column("from", justify="right")
             t.add_column("to", justify="right")
             t.add_column("rows", justify="right")
             t.add_column("", no_wrap=True)
             biggest = max((b["count"] for b in h["bins"]), default=0)
             for b in h["bins"]:
-                t.add_row(fmt_value(b["lo"]), fmt_value(b["hi"]), str(b["count"]), bar(b["count"], biggest))
+                t.add_row(f"{b['lo']:.3g}", f"{b['hi']:.3g}", str(b["count"]), bar(b["count"], biggest))
             con.print(t)
-            con.print(f"quantiles from a DDSketch, within {h['quantiles']['relative_accuracy']:.1%} relative; "
-                      f"min, mean and max exact")
+            q = "  ".join(f"{k} {fmt_value(h[k])}" for k in ("p50", "p90", "p99", "max"))
+            con.print(f"{label}: {q}  (DDSketch, ±{h['quantiles']['relative_accuracy']:.1%})")
 
 
 def _json_float(v):

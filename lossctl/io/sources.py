@@ -94,6 +94,8 @@ class Source:
     rows: int = 0
     _names: list[str] | None = field(default=None, repr=False)
     _types: dict | None = field(default=None, repr=False)
+    # remote inputs (lossctl.io.remote): a pyarrow.fs.FileSystem that ``files`` are paths in; None = local
+    fs: "pyarrow.fs.FileSystem | None" = field(default=None, repr=False)
 
     @property
     def display(self) -> str:
@@ -125,10 +127,9 @@ class Source:
         fmt = self.format
         try:
             if fmt == "parquet":
-                import pyarrow.parquet as pq
-                first = pq.ParquetFile(self.files[0]).schema_arrow
+                first = self._parquet(self.files[0]).schema_arrow
                 for f in self.files[1:]:
-                    other = pq.ParquetFile(f).schema_arrow
+                    other = self._parquet(f).schema_arrow
                     if not other.equals(first):
                         raise InputError(
                             f"{f}: schema differs from {self.files[0]} (columns {other.names} vs "
@@ -154,7 +155,18 @@ class Source:
         if self.data is not None:
             return pa.BufferReader(self.data) if self.compression is None else pa.CompressedInputStream(
                 pa.BufferReader(self.data), self.compression)
+        if self.fs is not None:
+            return self.fs.open_input_stream(path, compression=self.compression)
         return pa.input_stream(path, compression=self.compression)
+
+    def _random_access(self, path: str):
+        return self.fs.open_input_file(path) if self.fs is not None else pa.memory_map(path, "r")
+
+    def _parquet(self, path: str, **kwargs):
+        import pyarrow.parquet as pq
+        if self.data is not None:  # standard input, already read into memory
+            return pq.ParquetFile(pa.BufferReader(self.data), **kwargs)
+        return pq.ParquetFile(self.fs.open_input_file(path) if self.fs is not None else path, **kwargs)
 
     def _csv_reader(self, columns, column_types, path=None):
         import pyarrow.csv as pcsv
@@ -231,11 +243,11 @@ class Source:
         return pj.open_json(self._stream(path or self.files[0]), read_options=ro, parse_options=po)
 
     def _ipc_reader(self, path):
-        src = pa.BufferReader(self.data) if self.data is not None else pa.memory_map(path, "r")
+        src = pa.BufferReader(self.data) if self.data is not None else self._random_access(path)
         try:
             return pa.ipc.open_file(src)
         except pa.ArrowInvalid:
-            src = pa.BufferReader(self.data) if self.data is not None else pa.memory_map(path, "r")
+            src = pa.BufferReader(self.data) if self.data is not None else self._random_access(path)
             return pa.ipc.open_stream(src)
 
     def batches(self, columns: Sequence[str], batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -251,9 +263,9 @@ class Source:
         for path in self.files:
             try:
                 if fmt == "parquet":
-                    import pyarrow.parquet as pq
                     # pre_buffer=False: same speed here, half the peak memory (no whole-row-group prefetch)
-                    pf = pq.ParquetFile(path, pre_buffer=False)
+                    # (remote files: pre_buffer coalesces the column-chunk reads into few requests)
+                    pf = self._parquet(path, pre_buffer=self.fs is not None)
                     it = pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
                 elif fmt == "arrow":
                     rd = self._ipc_reader(path)

@@ -17,6 +17,7 @@ For one binary score column the width is 2 and the greater (last) name is the po
 """
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -220,7 +221,7 @@ def check_row_sums(p: np.ndarray, ctx, role: str, loss: str, *, action: str = "w
     if not bad.any():
         return
     i = first_row(bad)
-    msg = f"probabilities sum to {s[i]!r}, not 1 (tolerance {tol:g})"
+    msg = f"probabilities sum to {float(s[i])!r}, not 1 (tolerance {tol:g})"
     if action == "error":
         raise ctx.error(role, i, msg + "; pass --logits if these are scores, or normalise the rows")
     warn_once(ctx, f"rowsum:{loss}:{role}", located(ctx, role, i, f"{msg}; {loss} {consequence or 'uses them as given'}"
@@ -311,3 +312,12 @@ def check_class_weights_param(params) -> None:
     for v in w:
         if not np.isfinite(v) or v < 0:
             raise UsageError(f"class_weights must be finite numbers >= 0, got {'/'.join(map(str, w))}")
+
+
+def ignore_space(fn):
+    """``fn`` accepting (and ignoring) a ``space`` keyword: for losses whose space Param only documents that
+    logits are decision values too, so --logits is accepted."""
+    @functools.wraps(fn)
+    def wrapper(*inputs, space: str = "scores", **params):
+        return fn(*inputs, **params)
+    return wrapper

@@ -450,18 +450,17 @@ _MARGIN_WHEN = (" Labels 0/1 are mapped to -1/+1 (sklearn/Keras); names map thro
 
 def _margin(name, aliases, fn, summary, formula, latex, reference, when, related):
     register(LossSpec(
-        name=name, aliases=aliases, kind="binary", fn=lambda pred, target, *, space="scores": fn(pred, target),
+        name=name, aliases=aliases, kind="binary", fn=L.ignore_space(fn),
         space="scores", params=(_MARGIN_SPACE,), summary=summary, formula=formula, latex=latex,
         reference=reference, when=when + _MARGIN_WHEN,
         reduction_note="mean = sum(w*l)/sum(w); (n, k) columns with (n, k) labels: mean over the k per row",
         example=f"lossctl eval sample_data/binary.csv -l {name} --pred logit --target label",
         related=related,
-        extra={**_STR, "prepare": _prep_elementwise(name, probs=False, soft=False, signed=True),
-               "doc_fn": fn},
+        extra={**_STR, "prepare": _prep_elementwise(name, probs=False, soft=False, signed=True)},
     ))
 
 
-_margin("hinge", ("hinge_loss", "svm"), hinge,
+_margin("hinge", ("hinge_loss",), hinge,
         "Hinge loss max(0, 1 - y f) on decision values (sklearn hinge_loss, binary).",
         "l = max(0, 1 - y f), y in {-1, +1}", r"\ell = \max(0, 1 - y f)",
         "sklearn.metrics.hinge_loss; keras.losses.Hinge",
@@ -487,7 +486,7 @@ _margin("exponential", ("exp_loss", "adaboost"), exponential,
         "Boosting diagnostics; very sensitive to outliers (grows exponentially with the wrong-side margin) "
         "and overflows to inf for y f < -709.78, where the value exceeds float64.",
         ("logistic", "hinge"))
-_margin("logistic", ("soft_margin", "soft_margin_loss", "softmargin", "logistic_loss"), logistic,
+_margin("logistic", ("soft_margin", "soft_margin_loss", "softmargin"), logistic,
         "Logistic / soft-margin loss log(1 + exp(-y f)) (torch SoftMarginLoss).",
         "l = log(1 + exp(-y f)) = softplus(-y f), y in {-1, +1}", r"\ell = \log(1 + e^{-y f})",
         "torch.nn.SoftMarginLoss",

@@ -1,0 +1,695 @@
+#!/usr/bin/env python
+"""Benchmark harness for lossctl against polars, DuckDB, pyarrow, pandas + scikit-learn and torch.
+
+Generates deterministic data (cached in benchmarks/.data/), runs every command as a whole
+separate process, N times (interleaved, after warm-up runs that also fill the page cache),
+and prints the median wall time, the median peak RSS and the ratio lossctl / peer per job.
+Each number is checked against lossctl's (and against a NumPy reference computed when the
+data was generated), so a fast wrong answer is visible.
+
+    python benchmarks/bench.py --quick                  # smoke run on 1% of the data
+    python benchmarks/bench.py                          # full run, median of 5
+    python benchmarks/bench.py --large --markdown BENCHMARKS.md
+    python benchmarks/bench.py --jobs mse,five --formats parquet --repeats 9
+    python benchmarks/bench.py --dry-run                # print the commands only
+
+Peak RSS is the kernel's ru_maxrss of each command, read by /usr/bin/time -v when present, else
+by the tiny benchmarks/_rss.py launcher (never by os.wait4 from this process: a child's
+ru_maxrss starts from its spawner's memory, see _rss.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import datagen  # noqa: E402
+from peers import PEERS, REQUIRES  # noqa: E402
+
+ALL_JOBS = ["startup", "mse", "log_loss", "xent", "five", "per_sample", "large"]
+PEER_NAMES = list(PEERS)
+FIVE = "mse,mae,huber,rmse,quadratic"
+REL_TOL = 1e-6  # a peer whose answer differs from lossctl's by more than this is flagged
+
+
+# --- commands ----------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    label: str
+    argv: list[str] | None  # None: not runnable (see missing)
+    role: str = "peer"  # "lossctl", "peer" or "base"
+    parse: str | None = "value"  # "value": numbers on stdout; "rows": check the output file; None
+    ref: float | None = None  # NumPy reference for the first value
+    missing: str | None = None  # e.g. "not installed (polars)"
+    out: str | None = None  # per-sample output file (parse == "rows")
+    walls: list[float] = field(default_factory=list)
+    rss_kb: list[int] = field(default_factory=list)
+    values: list[float] | None = None
+    error: str | None = None
+    stderr_tail: str | None = None
+
+
+@dataclass
+class Job:
+    key: str
+    fmt: str  # "parquet", "csv" or "-"
+    title: str
+    subject: str  # label of the entry whose wall/RSS is the numerator of the ratio columns
+    entries: list[Entry]
+    note: str = ""
+
+
+def resolve_lossctl(override: str | None) -> tuple[list[str], str]:
+    """The lossctl command to run, and how it was found.
+
+    Prefers the console script next to this interpreter: a pyenv shim on PATH costs
+    ~0.15 s of bash per call, which would swamp the start-up numbers."""
+    if override:
+        return shlex.split(override), "--lossctl"
+    beside = Path(sys.executable).parent / "lossctl"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)], "console script beside sys.executable"
+    found = shutil.which("lossctl")
+    if found and "/shims/" not in found:
+        return [found], "console script on PATH"
+    return [sys.executable, "-m", "lossctl"], "python -m lossctl (no console script" + (
+        "; PATH has only a pyenv shim)" if found else " on PATH)")
+
+
+def peer_missing(name: str) -> str | None:
+    gone = [m for m in REQUIRES[name] if find_spec(m) is None]
+    return f"not installed ({', '.join(gone)})" if gone else None
+
+
+def peer_entry(name: str, job: str, path: str, ref: float | None) -> Entry:
+    missing = peer_missing(name)
+    argv = [sys.executable, str(HERE / "peers.py"), name, job, path]
+    return Entry(name, None if missing else argv, ref=ref, missing=missing)
+
+
+def build_jobs(a, lossctl: list[str], data: dict) -> list[Job]:
+    jobs: list[Job] = []
+    py = sys.executable
+    peers = [p for p in PEER_NAMES if p in a.peers]
+
+    if "startup" in a.jobs:
+        small = data["small"]
+        es = [
+            Entry("python -c pass", [py, "-c", "pass"], role="base", parse=None),
+            Entry("lossctl --help", lossctl + ["--help"], role="lossctl", parse=None),
+            Entry("lossctl eval small.csv -l mse", lossctl + ["eval", small["csv"], "-l", "mse"],
+                  role="lossctl", parse=None),
+            Entry("lossctl eval small.csv -l mse --value",
+                  lossctl + ["eval", small["csv"], "-l", "mse", "--value"], role="lossctl",
+                  ref=small["ref"]["mse"]),
+        ]
+        es += [peer_entry(p, "mse", small["csv"], small["ref"]["mse"]) for p in peers]
+        jobs.append(Job("startup", "csv", f"Start-up: MSE of a {small['rows']:,}-row CSV",
+                        "lossctl eval small.csv -l mse", es,
+                        note="Targets: `lossctl --help` < 0.1 s, `lossctl eval small.csv -l mse` "
+                             "(table output) < 0.16 s. Value check uses the --value row."))
+
+    specs = [
+        ("mse", "regression", "MSE", ["-l", "mse", "--pred", "y_pred", "--target", "y_true"], "mse"),
+        ("log_loss", "binary", "Binary log loss", ["-l", "log_loss", "--pred", "p", "--target", "y_true"],
+         "log_loss"),
+        ("xent", "multiclass", f"Multiclass cross-entropy ({datagen.N_CLASSES} probability columns)",
+         ["-l", "log_loss", "--pred", "p_*", "--target", "label"], "log_loss"),
+    ]
+    for key, kind, name, largs, refkey in specs:
+        if key not in a.jobs:
+            continue
+        d = data[kind]
+        for fmt in a.formats:
+            path = d[fmt]
+            ref = d["ref"][refkey]
+            es = [Entry("lossctl", lossctl + ["eval", path] + largs + ["--value"], role="lossctl", ref=ref)]
+            es += [peer_entry(p, key, path, ref) for p in peers]
+            jobs.append(Job(key, fmt, f"{name}, {d['rows']:,} rows, {fmt_label(fmt)} "
+                                      f"({mb(datagen.size_bytes(str(REPO / path)))} MB)", "lossctl", es))
+
+    if "five" in a.jobs:
+        d = data["regression"]
+        for fmt in a.formats:
+            path = d[fmt]
+            base = ["eval", path, "--pred", "y_pred", "--target", "y_true", "--value"]
+            es = [
+                Entry(f"lossctl -l {FIVE}", lossctl + base + ["-l", FIVE], role="lossctl",
+                      ref=d["ref"]["mse"]),
+                Entry("lossctl -l mse", lossctl + base + ["-l", "mse"], role="lossctl", ref=d["ref"]["mse"]),
+            ]
+            jobs.append(Job("five", fmt, f"Five losses in one run vs one, {d['rows']:,} rows, "
+                                         f"{fmt_label(fmt)}", es[0].label, es,
+                            note="Target: five losses cost at most 1.5x one loss (data read once). "
+                                 "Value check: the first value (mse)."))
+
+    if "per_sample" in a.jobs:
+        d = data["regression"]
+        outdir = Path(relpath(str(Path(a.data_dir) / "out")))
+        (REPO / outdir).mkdir(parents=True, exist_ok=True)
+        for fmt in a.formats:
+            path = d[fmt]
+            ref = d["ref"]["mse"]
+            lo = str(outdir / f"lossctl_{fmt}.parquet")
+            es = [Entry("lossctl", lossctl + ["eval", path, "-l", "mse", "--pred", "y_pred", "--target",
+                                              "y_true", "-r", "none", "-o", lo, "--force"],
+                        role="lossctl", parse="rows", ref=ref, out=lo)]
+            for p in ("polars", "duckdb"):
+                if p not in peers:
+                    continue
+                out = str(outdir / f"{p}_{fmt}.parquet")
+                e = peer_entry(p, "mse_rows", path, ref)
+                e.parse, e.out = "rows", out
+                if e.argv:
+                    e.argv.append(out)
+                es.append(e)
+            jobs.append(Job("per_sample", fmt, f"Per-sample squared error to Parquet, {d['rows']:,} rows, "
+                                               f"{fmt_label(fmt)}", "lossctl", es,
+                            note="`-r none -o out.parquet`; value check: mean of the written column."))
+
+    if "large" in a.jobs:
+        big, d = data["large"], data["regression"]
+        largs = ["-l", "mse", "--pred", "y_pred", "--target", "y_true", "--value"]
+        es = [
+            Entry(f"lossctl ({big['rows']:,} rows, {datagen.LARGE_FILES} files)",
+                  lossctl + ["eval", big["parquet"]] + largs, role="lossctl", ref=big["ref"]["mse"]),
+            Entry(f"lossctl ({d['rows']:,} rows, 1 file)", lossctl + ["eval", d["parquet"]] + largs,
+                  role="lossctl", ref=d["ref"]["mse"]),
+        ]
+        es += [peer_entry(p, "mse", big["parquet"], big["ref"]["mse"])
+               for p in ("polars", "duckdb") if p in peers]
+        jobs.append(Job("large", "parquet", f"Flat memory: MSE over {big['rows']:,} rows in "
+                                            f"{datagen.LARGE_FILES} Parquet files "
+                                            f"({mb(datagen.size_bytes(str(REPO / big['parquet'])))} MB)",
+                        es[0].label, es,
+                        note="Target: peak RSS for the large dataset within 10% of the single-file run. "
+                             "Only the streaming peers (polars, DuckDB) run here."))
+    return jobs
+
+
+def shown(argv: list[str], lossctl: list[str]) -> str:
+    """argv for people: `python` for this interpreter, `lossctl` for the resolved lossctl script."""
+    out = []
+    for i, tok in enumerate(argv):
+        if i == 0 and len(lossctl) == 1 and tok == lossctl[0]:
+            tok = "lossctl"
+        elif i == 0 and tok == sys.executable:
+            tok = "python"
+        out.append(tok)
+    return shlex.join(out)
+
+
+def relpath(p: str | None) -> str | None:
+    """Data paths relative to the repo (children run there), so commands read well."""
+    if p is None:
+        return None
+    try:
+        return str(Path(p).resolve().relative_to(REPO))
+    except ValueError:
+        return p
+
+
+def fmt_label(fmt: str) -> str:
+    return {"parquet": "Parquet", "csv": "CSV"}.get(fmt, fmt)
+
+
+def mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:,.0f}"
+
+
+# --- measuring ---------------------------------------------------------------
+
+
+def first_error_line(stderr: str, stdout: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    if not lines:
+        lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+    if not lines:
+        return "(no output)"
+    # A Python traceback's first line says nothing; its last line names the error.
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def run_once(argv: list[str], timeout: float, rss_via: str) -> dict:
+    """Run argv once; return wall seconds, peak RSS (KB), exit code, stdout, stderr.
+
+    Never measured with os.wait4 from this process: a child's ru_maxrss starts from the
+    memory of whoever spawned it (see _rss.py), and bench.py holds NumPy, pyarrow and the
+    data it generated.  /usr/bin/time (~2 MB) or the _rss.py launcher (~9 MB) spawns it."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".rss") as tf:
+        if rss_via == "time":
+            cmd = ["/usr/bin/time", "-v", "-o", tf.name] + argv
+        else:
+            cmd = [sys.executable, "-I", "-S", str(HERE / "_rss.py"), tf.name] + argv
+        timed_out = threading.Event()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=REPO,
+                                start_new_session=True)
+
+        def kill():
+            timed_out.set()
+            try:
+                os.killpg(proc.pid, 9)  # the launcher and the command under it
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            rc = proc.wait()
+        finally:
+            wall = time.perf_counter() - t0
+            timer.cancel()
+        text = Path(tf.name).read_text(errors="replace")
+        rss = 0
+        if rss_via == "time":  # wall from here: includes /usr/bin/time's own ~1 ms fork + exec
+            for line in text.splitlines():
+                if "Maximum resident set size" in line:
+                    rss = int(line.rsplit(":", 1)[1])
+        elif text.strip():
+            w, r, c = text.split()
+            wall, rss, rc = float(w), int(r), int(c)
+        out.seek(0)
+        err.seek(0)
+        res = {"wall": wall, "rss_kb": rss, "rc": rc,
+               "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+        if timed_out.is_set():
+            res["rc"], res["stderr"] = -9, f"timeout after {timeout:g} s"
+        return res
+
+
+def parse_values(stdout: str) -> list[float]:
+    vals = []
+    for tok in stdout.replace(",", " ").split():
+        try:
+            vals.append(float(tok))
+        except ValueError:
+            pass
+    return vals
+
+
+def check_rows(path: str) -> float:
+    """Mean of the loss column written by a per-sample run ('mse', else the last float column)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    col = "mse" if "mse" in names else [n for n in names
+                                        if str(pf.schema_arrow.field(n).type) in ("double", "float")][-1]
+    total, n = 0.0, 0
+    for b in pf.iter_batches(columns=[col]):
+        arr = b.column(0).to_numpy(zero_copy_only=False)
+        total += float(np.sum(arr))
+        n += arr.size
+    return total / n
+
+
+def run_job(job: Job, a, log) -> None:
+    runnable = [e for e in job.entries if e.argv]
+    rounds = [("warmup", i) for i in range(a.warmup)] + [("run", i) for i in range(a.repeats)]
+    for phase, _ in rounds:
+        for e in runnable:  # interleaved, so drift in the machine hits every tool alike
+            if e.error:
+                continue
+            r = run_once(e.argv, a.timeout, a.rss_via)
+            if r["rc"] != 0:
+                e.error = "error: " + first_error_line(r["stderr"], r["stdout"])
+                e.stderr_tail = r["stderr"][-2000:]
+                log(f"  [{job.key}/{job.fmt}] {e.label}: {e.error}")
+                continue
+            if e.parse == "value" and e.values is None:
+                vals = parse_values(r["stdout"])
+                if not vals:
+                    e.error = "error: no number in output: " + (r["stdout"].strip().splitlines() or [""])[0][:80]
+                    log(f"  [{job.key}/{job.fmt}] {e.label}: {e.error}")
+                    continue
+                e.values = vals
+            if phase == "run":
+                e.walls.append(r["wall"])
+                e.rss_kb.append(r["rss_kb"])
+    for e in runnable:
+        if e.parse == "rows" and not e.error and e.out:
+            try:
+                e.values = [check_rows(str(REPO / e.out))]
+            except Exception as exc:  # the output is lossctl's to define; report, don't crash
+                e.values = None
+                e.stderr_tail = f"could not read {e.out}: {exc}"
+        if e.walls:
+            log(f"  [{job.key}/{job.fmt}] {e.label}: {statistics.median(e.walls):.3f} s, "
+                f"{statistics.median(e.rss_kb) / 1024:.0f} MB")
+
+
+# --- reporting ---------------------------------------------------------------
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def job_rows(job: Job) -> list[list[str]]:
+    subj = next(e for e in job.entries if e.label == job.subject)
+    s_wall, s_rss = med(subj.walls), med(subj.rss_kb)
+    lossctl_val = next((e.values[0] for e in job.entries
+                        if e.role == "lossctl" and e.values and e.parse is not None), None)
+    rows = []
+    for e in job.entries:
+        if e.missing:
+            rows.append([e.label, e.missing, "", "", "", "", ""])
+            continue
+        if e.error:
+            rows.append([e.label, e.error[:110], "", "", "", "", ""])
+            continue
+        wall, rss = med(e.walls), med(e.rss_kb)
+        rw = f"{s_wall / wall:.2f}" if s_wall and e is not subj else ("1" if e is subj else "")
+        rr = f"{s_rss / rss:.2f}" if s_rss and e is not subj else ("1" if e is subj else "")
+        val, diff = "", ""
+        if e.values:
+            v = e.values[0]
+            val = f"{v:.12g}" + (f" (+{len(e.values) - 1})" if len(e.values) > 1 else "")
+            if e.role == "lossctl" or lossctl_val is None:
+                d, against = (rel(v, e.ref), "ref") if e.ref is not None else (None, "")
+            else:
+                d, against = rel(v, lossctl_val), ""
+            if d is not None:
+                diff = f"{d:.1e}" + (" ref" if against else "") + (" MISMATCH" if d > REL_TOL else "")
+        elif e.parse == "rows" and e.stderr_tail:
+            diff = "unreadable output"
+        rows.append([e.label, f"{wall:.3f}", f"{rss / 1024:.0f}", rw, rr, val, diff])
+    return rows
+
+
+HEADER = ["tool", "wall s", "peak RSS MB", "wall ratio", "RSS ratio", "value", "rel diff"]
+
+
+def md_table(rows: list[list[str]]) -> str:
+    table = [HEADER] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    right = {1, 2, 3, 4}
+
+    def line(r):
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(r, widths))) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if i in right else "-" * (w + 2)
+                         for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(HEADER), sep] + [line(r) for r in rows])
+
+
+def wall_of(jobs, key, fmt, label):
+    for j in jobs:
+        if j.key == key and j.fmt == fmt:
+            for e in j.entries:
+                if e.label == label and e.walls:
+                    return med(e.walls), med(e.rss_kb)
+    return None, None
+
+
+def targets(jobs: list[Job], a) -> list[str]:
+    out = []
+
+    def verdict(ok, text):
+        out.append(f"- {'PASS' if ok else 'FAIL'}  {text}")
+
+    def na(text):
+        out.append(f"- n/a   {text}")
+
+    for key in ("mse", "log_loss", "xent"):
+        for fmt in a.formats:
+            if key not in a.jobs:
+                continue
+            lw, lr = wall_of(jobs, key, fmt, "lossctl")
+            pw, pr = wall_of(jobs, key, fmt, "polars")
+            dw, dr = wall_of(jobs, key, fmt, "duckdb")
+            sw, _ = wall_of(jobs, key, fmt, "pandas+sklearn")
+            name = f"{key} {fmt_label(fmt)}"
+            if lw is None:
+                na(f"{name}: lossctl did not run")
+                continue
+            if fmt == "parquet":
+                best = min(x for x in (pw, dw, float("inf")) if x is not None)
+                if best == float("inf"):
+                    na(f"{name}: wall <= min(polars, DuckDB): neither ran")
+                else:
+                    verdict(lw <= best, f"{name}: wall {lw:.3f} s <= min(polars, DuckDB) {best:.3f} s")
+            else:
+                if dw is not None:
+                    verdict(lw <= dw, f"{name}: wall {lw:.3f} s <= DuckDB {dw:.3f} s")
+                else:
+                    na(f"{name}: DuckDB did not run")
+                if pw is not None:
+                    verdict(lw <= 1.1 * pw, f"{name}: wall {lw:.3f} s <= 1.1 x polars {1.1 * pw:.3f} s")
+                else:
+                    na(f"{name}: polars did not run")
+            if sw is not None:
+                verdict(sw / lw >= 5, f"{name}: {sw / lw:.1f}x faster than pandas + scikit-learn (>= 5x)")
+            else:
+                na(f"{name}: pandas + scikit-learn did not run")
+            if dr is not None:
+                verdict(lr <= dr, f"{name}: peak RSS {lr / 1024:.0f} MB <= DuckDB {dr / 1024:.0f} MB")
+            else:
+                na(f"{name}: DuckDB RSS not measured")
+    if "five" in a.jobs:
+        for fmt in a.formats:
+            fw, _ = wall_of(jobs, "five", fmt, f"lossctl -l {FIVE}")
+            ow, _ = wall_of(jobs, "five", fmt, "lossctl -l mse")
+            if fw and ow:
+                verdict(fw <= 1.5 * ow, f"five losses {fmt_label(fmt)}: {fw:.3f} s <= 1.5 x one {1.5 * ow:.3f} s")
+            else:
+                na(f"five losses {fmt_label(fmt)}: lossctl did not run")
+    if "startup" in a.jobs:
+        for label, limit in (("lossctl --help", 0.1), ("lossctl eval small.csv -l mse", 0.16)):
+            w, _ = wall_of(jobs, "startup", "csv", label)
+            if w is None:
+                na(f"{label}: did not run")
+            else:
+                verdict(w < limit, f"{label}: {w:.3f} s < {limit} s")
+    if "large" in a.jobs:
+        lj = next(j for j in jobs if j.key == "large")
+        big, one = lj.entries[0], lj.entries[1]
+        if big.rss_kb and one.rss_kb:
+            r = med(big.rss_kb) / med(one.rss_kb)
+            verdict(abs(r - 1) <= 0.10, f"flat memory: peak RSS {med(big.rss_kb) / 1024:.0f} MB "
+                                        f"({big.label}) vs {med(one.rss_kb) / 1024:.0f} MB ({one.label}): "
+                                        f"{r:.2f}x (within 10%)")
+        else:
+            na("flat memory: lossctl did not run")
+    return out
+
+
+def versions() -> dict[str, str]:
+    v = {}
+    for dist in ("lossctl", "numpy", "pyarrow", "polars", "duckdb", "pandas", "scikit-learn", "torch"):
+        try:
+            v[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            v[dist] = "not installed"
+    return v
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 ** 2:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.release()}"
+
+
+def git_rev() -> str:
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "lossctl"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + (" (lossctl/ has uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def report(jobs: list[Job], a, lossctl: list[str], how: str, command: str) -> str:
+    v = versions()
+    parts = [
+        "# lossctl benchmarks",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+        f"- Machine: {machine()}",
+        f"- Python {platform.python_version()}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- lossctl command: `{shlex.join(lossctl)}` ({how}); commit {git_rev()}",
+        f"- Each command is a whole separate process; median of {a.repeats} runs after {a.warmup} warm-up "
+        f"run(s) (files in page cache), runs of a job interleaved. Peak RSS: ru_maxrss "
+        f"({'/usr/bin/time -v' if a.rss_via == 'time' else 'benchmarks/_rss.py launcher'}), median over runs.",
+        "- wall ratio / RSS ratio: the job's lossctl command divided by that row (below 1: lossctl is "
+        "faster / smaller). rel diff: against lossctl's value; lossctl's own row (and every row when "
+        f"lossctl failed) against the NumPy reference, marked `ref`. MISMATCH above {REL_TOL:g}.",
+    ]
+    if a.quick or a.rows_scale != 1.0:
+        parts.append(f"- Rows scaled by {a.rows_scale:g}" + (" (--quick smoke run: timings are not "
+                                                             "comparable with the targets)" if a.quick else ""))
+    for j in jobs:
+        parts += ["", f"## {j.title}", ""]
+        if j.note:
+            parts += [j.note, ""]
+        parts.append(md_table(job_rows(j)))
+    t = targets(jobs, a)
+    if t:
+        parts += ["", "## Targets (issue 4)", ""] + t
+    errs = [(j, e) for j in jobs for e in j.entries if e.error]
+    if errs:
+        parts += ["", "## Failed commands", ""]
+        for j, e in errs:
+            parts.append(f"- [{j.key}/{j.fmt}] {e.label}: `{shown(e.argv, lossctl)}` -> {e.error}")
+    return "\n".join(parts) + "\n"
+
+
+# --- main ----------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: --rows-scale 0.01, 1 repeat, no warm-up (unless given)")
+    ap.add_argument("--rows-scale", type=float, default=None,
+                    help="scale the 10M/10M/1M (and 100M) row counts (default 1, --quick 0.01)")
+    ap.add_argument("--repeats", "-n", type=int, default=None, help="measured runs per command (default 5)")
+    ap.add_argument("--warmup", type=int, default=None, help="unmeasured runs first (default 1)")
+    ap.add_argument("--jobs", default=None,
+                    help=f"comma list from {','.join(ALL_JOBS)} (default: all but large; "
+                         "large is added by --large)")
+    ap.add_argument("--large", action="store_true",
+                    help=f"add the {datagen.LARGE_ROWS:,}-row multi-file Parquet flat-memory job")
+    ap.add_argument("--formats", default="parquet,csv", help="comma list: parquet,csv")
+    ap.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list of peers to run")
+    ap.add_argument("--lossctl", default=None,
+                    help="lossctl command (default: console script beside this python, else python -m lossctl)")
+    ap.add_argument("--data-dir", default=str(HERE / ".data"), help="data cache (default benchmarks/.data)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--regenerate", action="store_true", help="rewrite the cached data")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per run (default 600)")
+    ap.add_argument("--rss-via", choices=["time", "launcher"], default=None,
+                    help="peak RSS from /usr/bin/time -v (default when present) or from the "
+                         "benchmarks/_rss.py launcher (ru_maxrss of its child; wall timed inside it)")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the report (BENCHMARKS.md style) here")
+    ap.add_argument("--json", metavar="FILE", help="also write every run's raw numbers here")
+    ap.add_argument("--dry-run", action="store_true", help="generate data, print the commands, run nothing")
+    a = ap.parse_args(argv)
+    if a.rows_scale is None:
+        a.rows_scale = 0.01 if a.quick else 1.0
+    if a.repeats is None:
+        a.repeats = 1 if a.quick else 5
+    if a.warmup is None:
+        a.warmup = 0 if a.quick else 1
+    a.jobs = [j.strip() for j in (a.jobs or ",".join(x for x in ALL_JOBS if x != "large")).split(",") if j.strip()]
+    if a.large and "large" not in a.jobs:
+        a.jobs.append("large")
+    bad = [j for j in a.jobs if j not in ALL_JOBS]
+    a.formats = [f.strip() for f in a.formats.split(",") if f.strip()]
+    a.peers = [p.strip() for p in a.peers.split(",") if p.strip()]
+    bad += [f for f in a.formats if f not in ("parquet", "csv")] + [p for p in a.peers if p not in PEERS]
+    if bad:
+        ap.error(f"unknown: {', '.join(bad)}")
+    has_time = os.access("/usr/bin/time", os.X_OK)
+    if a.rss_via is None:
+        a.rss_via = "time" if has_time else "launcher"
+    if a.rss_via == "time" and not has_time:
+        ap.error("--rss-via time needs /usr/bin/time")
+    if a.repeats < 1:
+        ap.error("--repeats must be >= 1")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    argv_shown = sys.argv[1:] if argv is None else argv
+    script = os.path.relpath(__file__, Path.cwd()) if Path.cwd() in Path(__file__).parents else __file__
+    command = shlex.join(["python", script] + list(argv_shown))
+
+    data_dir = Path(a.data_dir)
+    need = set()
+    if "startup" in a.jobs:
+        need.add("small")
+    need |= {"regression" for j in ("mse", "five", "per_sample", "large") if j in a.jobs}
+    need |= {"binary"} if "log_loss" in a.jobs else set()
+    need |= {"multiclass"} if "xent" in a.jobs else set()
+    need |= {"large"} if "large" in a.jobs else set()
+    data = {}
+    for kind in ("small", "regression", "binary", "multiclass", "large"):
+        if kind in need:
+            meta = datagen.ensure(kind, datagen.dataset_rows(kind, a.rows_scale), data_dir, a.seed,
+                                  a.regenerate, log=log)
+            data[kind] = dict(meta, parquet=relpath(meta["parquet"]), csv=relpath(meta["csv"]))
+
+    lossctl, how = resolve_lossctl(a.lossctl)
+    log(f"lossctl: {shlex.join(lossctl)} ({how})")
+    jobs = build_jobs(a, lossctl, data)
+
+    if a.dry_run:
+        for j in jobs:
+            print(f"## {j.key}/{j.fmt}: {j.title}")
+            for e in j.entries:
+                print(f"  {e.label}: " + (shown(e.argv, lossctl) if e.argv else e.missing))
+        return 0
+
+    t0 = time.perf_counter()
+    for j in jobs:
+        log(f"[{j.key}/{j.fmt}] {j.title}")
+        run_job(j, a, log)
+    log(f"done in {time.perf_counter() - t0:.0f} s")
+
+    text = report(jobs, a, lossctl, how, command)
+    print(text)
+    if a.markdown:
+        Path(a.markdown).write_text(text)
+        log(f"wrote {a.markdown}")
+    if a.json:
+        raw = {"command": command, "args": {k: v for k, v in vars(a).items()}, "versions": versions(),
+               "machine": machine(), "lossctl": lossctl,
+               "jobs": [{"key": j.key, "format": j.fmt, "title": j.title, "entries": [
+                   {"label": e.label, "argv": e.argv, "missing": e.missing, "error": e.error,
+                    "stderr_tail": e.stderr_tail, "wall_s": e.walls, "rss_kb": e.rss_kb, "values": e.values,
+                    "ref": e.ref} for e in j.entries]} for j in jobs]}
+        Path(a.json).write_text(json.dumps(raw, indent=1))
+        log(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

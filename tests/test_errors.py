@@ -1,0 +1,335 @@
+"""Every error case: exit code, one stderr line naming file / column / row, no traceback, no output file.
+
+``run_err`` (conftest) checks the shape of the diagnostic: exactly one line on stderr starting with
+'lossctl: error: ', nothing on stdout, no traceback, and the exit code (2 usage, 3 input data).
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import dyadic_table, run_err, write
+
+
+def _where(msg: str, file=None, column=None, row=None) -> None:
+    if file is not None:
+        assert str(file) in msg, msg
+    if column is not None:
+        assert f"'{column}'" in msg, msg
+    if row is not None:
+        assert re.search(rf"\brow {row}\b", msg), msg
+
+
+def _with(tbl: pa.Table, name: str, index: int, value) -> pa.Table:
+    vals = tbl.column(name).to_pylist()
+    vals[index] = value
+    typ = tbl.schema.field(name).type
+    return tbl.set_column(tbl.schema.get_field_index(name), name, pa.array(vals, typ))
+
+
+# -- files ----------------------------------------------------------------------------------------------
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.csv"
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path)
+    assert "no such file" in msg
+
+
+def test_missing_labels_file(dyadic_csv, tmp_path):
+    _, p = dyadic_csv
+    msg = run_err(["eval", p, tmp_path / "labels.parquet", "-l", "mse"], 3)
+    _where(msg, file=tmp_path / "labels.parquet")
+
+
+def test_glob_matching_nothing(tmp_path):
+    msg = run_err(["eval", str(tmp_path / "*.parquet"), "-l", "mse"], 3)
+    _where(msg, file=tmp_path / "*.parquet")
+
+
+def test_unknown_format(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"\x00\x01\x02\x03\x04binary\x00\xff" * 10)
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path)
+    assert "format" in msg and "--input-format" in msg
+
+
+def test_mislabelled_parquet(tmp_path):
+    path = tmp_path / "fake.parquet"
+    path.write_text("y_pred,y_true\n1,2\n")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path)
+
+
+def test_empty_file(tmp_path):
+    for name in ("empty.csv", "empty.parquet", "empty.jsonl"):
+        path = tmp_path / name
+        path.write_bytes(b"")
+        msg = run_err(["eval", path, "-l", "mse"], 3)
+        _where(msg, file=path)
+        assert "empty" in msg
+
+
+def test_header_only_csv(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("y_pred,y_true\n")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path)
+    assert "no rows" in msg or "empty" in msg
+
+
+def test_zero_row_parquet(tmp_path):
+    path = write(dyadic_table().slice(0, 0), tmp_path / "zero.parquet")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path)
+
+
+def test_empty_stdin():
+    msg = run_err(["eval", "-", "-l", "mse"], 3, input=b"")
+    assert "<stdin>" in msg
+
+
+def test_ragged_csv_row(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("y_pred,y_true\n1,2\n3,4,5\n6,7\n")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path)
+
+
+# -- columns and values ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag,name", [("--pred", "nope"), ("--target", "truth_x"), ("-w", "wt"), ("--by", "grp"),
+                                       ("--id", "key")])
+def test_missing_column(dyadic_csv, flag, name):
+    _, path = dyadic_csv
+    msg = run_err(["eval", path, "-l", "mse", flag, name], 3)
+    _where(msg, file=path, column=name)
+    assert "y_pred" in msg and "y_true" in msg  # lists the columns there are
+
+
+def test_missing_join_key(tmp_path, dyadic_csv):
+    tbl, p = dyadic_csv
+    t = write(tbl.select(["y_true"]), tmp_path / "t.csv")
+    msg = run_err(["eval", p, t, "--on", "id", "-l", "mse"], 3)
+    _where(msg, file=t, column="id")
+
+
+@pytest.mark.parametrize("row,batch", [(2, None), (23, "5")])
+def test_non_numeric_value_csv(tmp_path, row, batch):
+    tbl = dyadic_table()
+    tbl = _with(tbl.set_column(3, "y_pred", tbl.column("y_pred").cast(pa.string())), "y_pred", row - 1, "n/a?")
+    path = write(tbl, tmp_path / "text.csv")
+    msg = run_err(["eval", path, "-l", "mse", *(["--batch-size", batch] if batch else [])], 3)
+    _where(msg, file=path, column="y_pred", row=row)
+    assert "n/a?" in msg
+
+
+def test_non_numeric_value_late_in_a_large_csv(tmp_path):
+    n = 60_000
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 100, size=n).astype(str).astype(object)
+    y[54_321] = "oops"
+    path = tmp_path / "big.csv"
+    with open(path, "w") as fh:
+        fh.write("y_pred,y_true\n")
+        fh.writelines(f"{i % 7},{v}\n" for i, v in enumerate(y))
+    msg = run_err(["eval", path, "-l", "mse", "--batch-size", "1000"], 3)
+    _where(msg, file=path, column="y_true", row=54_322)
+
+
+def test_non_numeric_string_column_parquet(tmp_path):
+    tbl = dyadic_table()
+    tbl = _with(tbl.set_column(2, "y_true", tbl.column("y_true").cast(pa.string())), "y_true", 8, "ten")
+    path = write(tbl, tmp_path / "s.parquet")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path, column="y_true", row=9)
+    assert "ten" in msg
+
+
+@pytest.mark.parametrize("column,value,word", [("y_pred", float("nan"), "NaN"), ("y_true", float("inf"), "inf"),
+                                               ("y_pred", float("-inf"), "inf"), ("weight", float("nan"), "NaN")])
+def test_nan_and_inf_parquet(tmp_path, column, value, word):
+    path = write(_with(dyadic_table(), column, 16, value), tmp_path / "bad.parquet")
+    msg = run_err(["eval", path, "-l", "mse", "-w", "weight", "--batch-size", "5"], 3)
+    _where(msg, file=path, column=column, row=17)
+    assert word in msg
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "NaN"])
+def test_nan_and_inf_csv(tmp_path, text):
+    path = tmp_path / "bad.csv"
+    path.write_text("y_pred,y_true\n1,2\n3,4\n5," + text + "\n7,8\n")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path, column="y_true", row=3)
+
+
+def test_nan_in_extra_role_column(tmp_path):
+    path = write(_with(dyadic_table(), "var", 3, float("nan")), tmp_path / "v.parquet")
+    msg = run_err(["eval", path, "-l", "gaussian_nll", "--var", "var"], 3)
+    _where(msg, file=path, column="var", row=4)
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv", "jsonl"])
+def test_missing_values(tmp_path, ext):
+    path = write(_with(dyadic_table(), "y_true", 10, None), tmp_path / f"nulls.{ext}")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path, column="y_true", row=11)
+    assert "missing" in msg
+
+
+def test_negative_weight(tmp_path):
+    path = write(_with(dyadic_table(), "weight", 5, -1.0), tmp_path / "w.parquet")
+    msg = run_err(["eval", path, "-l", "mse", "-w", "weight"], 3)
+    _where(msg, file=path, column="weight", row=6)
+    assert "-1.0" in msg and "np." not in msg  # the value as the user wrote it, not a NumPy repr
+
+
+def test_mismatched_row_counts(tmp_path):
+    tbl = dyadic_table()
+    p = write(tbl.select(["y_pred"]), tmp_path / "p.csv")
+    t = write(tbl.select(["y_true"]).slice(0, 20), tmp_path / "t.parquet")
+    for extra in ([], ["--batch-size", "3"]):
+        msg = run_err(["eval", p, t, "-l", "mse", *extra], 3)
+        _where(msg, file=p)
+        _where(msg, file=t)
+        assert "24" in msg and "20" in msg
+
+
+# -- losses and parameters ------------------------------------------------------------------------------------
+def test_unknown_loss(dyadic_csv):
+    _, path = dyadic_csv
+    msg = run_err(["eval", path, "-l", "mse,msee"], 2)
+    assert "'msee'" in msg and "mse" in msg.split("'msee'")[1]  # suggests the close name
+    msg = run_err(["explain", "no_such_loss"], 2)
+    assert "'no_such_loss'" in msg
+
+
+def test_unknown_parameter(dyadic_csv):
+    _, path = dyadic_csv
+    msg = run_err(["eval", path, "-l", "huber:delat=0.5"], 2)
+    assert "'delat'" in msg and "huber" in msg and "delta" in msg  # names it and lists the allowed ones
+    msg = run_err(["eval", path, "-l", "mse:delta=1"], 2)
+    assert "'delta'" in msg and "mse" in msg
+
+
+@pytest.mark.parametrize("loss,param", [("huber:delta=-1", "delta"), ("huber:delta=0", "delta"),
+                                        ("huber:delta=abc", "delta"), ("quantile:alpha=1.5", "alpha"),
+                                        ("smooth_l1:beta=-0.1", "beta")])
+def test_out_of_range_parameter(dyadic_csv, loss, param):
+    _, path = dyadic_csv
+    msg = run_err(["eval", path, "-l", loss], 2)
+    assert f"'{param}'" in msg and loss.split("=")[1] in msg  # repeats what was given
+
+
+@pytest.mark.parametrize("given,expect", [("scale=0", "(0, 10]"), ("scale=10.5", "(0, 10]"),
+                                          ("offset=1.5", "[0, 3]"), ("offset=4", "[0, 3]"), ("scale=nan", "(0, 10]")])
+def test_parameter_range_is_shown(dyadic, param_loss, given, expect):
+    _, path = dyadic
+    msg = run_err(["eval", path, "-l", f"scaled_se:{given}"], 2)
+    assert expect in msg and given.split("=")[0] in msg and "scaled_se" in msg
+
+
+def test_parameter_before_loss_name(dyadic_csv):
+    _, path = dyadic_csv
+    assert "delta=1" in run_err(["eval", path, "-l", "delta=1"], 2)
+
+
+def test_sum_of_rmse_is_refused(dyadic_csv):
+    _, path = dyadic_csv
+    assert "rmse" in run_err(["eval", path, "-l", "rmse", "-r", "sum"], 2)
+
+
+def test_unused_column_option(dyadic_csv):
+    _, path = dyadic_csv
+    assert "var" in run_err(["eval", path, "-l", "mse", "--var", "var"], 2)
+
+
+def test_on_needs_two_files(dyadic_csv):
+    _, path = dyadic_csv
+    assert "--on" in run_err(["eval", path, "-l", "mse", "--on", "id"], 2)
+
+
+@pytest.mark.parametrize("args", [["-r", "median"], ["--format", "xml"], ["--batch-size", "0"],
+                                  ["--limit", "-1"], ["--value", "-r", "none"], ["--col", "var"],
+                                  ["--input-format", "xlsx"]])
+def test_click_usage_errors_exit_2(dyadic_csv, args):
+    from conftest import invoke
+    _, path = dyadic_csv
+    res = invoke(["eval", path, "-l", "mse", *args])
+    assert res.exit_code == 2
+    assert res.stdout == "" and "Traceback" not in res.stderr
+    assert res.stderr.splitlines()[-1].startswith("Error: ")
+
+
+def test_loss_flag_is_required(dyadic_csv):
+    from conftest import invoke
+    _, path = dyadic_csv
+    res = invoke(["eval", path])
+    assert res.exit_code == 2 and "'-l'" in res.stderr
+
+
+# -- output files ------------------------------------------------------------------------------------------------
+def test_output_into_missing_directory(dyadic_csv, tmp_path):
+    _, path = dyadic_csv
+    out = tmp_path / "no" / "such" / "dir" / "o.parquet"
+    msg = run_err(["eval", path, "-l", "mse", "-r", "none", "-o", out], 2)
+    assert str(out) in msg and "does not exist" in msg
+    assert not (tmp_path / "no").exists()
+
+
+def test_output_equal_to_input(dyadic_csv, monkeypatch, tmp_path):
+    tbl, path = dyadic_csv
+    before = open(path, "rb").read()
+    msg = run_err(["eval", path, "-l", "mse", "-r", "none", "-o", path, "--force"], 2)
+    assert "input" in msg
+    monkeypatch.chdir(tmp_path)  # the same file by another spelling
+    run_err(["eval", path, "-l", "mse", "-r", "none", "-o", "./" + os.path.basename(path), "--force"], 2)
+    labels = write(tbl.select(["y_true"]), tmp_path / "labels.csv")
+    run_err(["eval", path, labels, "--pred", "y_pred", "-l", "mse", "-o", labels, "--force"], 2)
+    assert open(path, "rb").read() == before
+
+
+def test_output_exists_without_force(dyadic_csv, tmp_path):
+    _, path = dyadic_csv
+    out = tmp_path / "o.parquet"
+    out.write_bytes(b"keep me")
+    msg = run_err(["eval", path, "-l", "mse", "-r", "none", "-o", out], 2)
+    assert str(out) in msg and "--force" in msg
+    assert out.read_bytes() == b"keep me"
+
+
+def test_output_unknown_extension(dyadic_csv, tmp_path):
+    _, path = dyadic_csv
+    msg = run_err(["eval", path, "-l", "mse", "-r", "none", "-o", tmp_path / "o.xlsx"], 2)
+    assert ".xlsx" in msg
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv", "jsonl", "arrow"])
+def test_failed_run_leaves_no_output_file(tmp_path, ext):
+    tbl = _with(dyadic_table(n=45), "y_pred", 44, float("nan"))  # in the last batch of 10
+    path = write(tbl, tmp_path / "in.parquet")
+    out = tmp_path / "out" / f"o.{ext}"
+    out.parent.mkdir()
+    msg = run_err(["eval", path, "-l", "mse", "-r", "none", "-o", out, "--batch-size", "10"], 3)
+    _where(msg, file=path, column="y_pred", row=45)
+    assert list(out.parent.iterdir()) == []  # neither the file nor a temporary
+    # with --force, a failed run keeps the old file intact
+    out.write_bytes(b"previous results")
+    run_err(["eval", path, "-l", "mse", "-r", "none", "-o", out, "--batch-size", "10", "--force"], 3)
+    assert out.read_bytes() == b"previous results"
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+def test_failed_streaming_run_leaves_no_output_file(tmp_path):
+    tbl = _with(dyadic_table(n=45), "y_true", 41, float("inf"))
+    path = write(tbl, tmp_path / "in.csv")
+    out = tmp_path / "out" / "o.csv"
+    out.parent.mkdir()
+    from conftest import invoke
+    res = invoke(["eval", path, "-l", "mse", "-r", "none", "-f", "csv", "-o", out, "--batch-size", "10"])
+    assert res.exit_code == 3
+    assert res.stderr.count("\n") == 1 and "row 42" in res.stderr and "Traceback" not in res.stderr
+    assert list(out.parent.iterdir()) == []

@@ -1,0 +1,265 @@
+"""Every input kind lossctl reads, two-file alignment and joins, and automatic column choice."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lossctl
+from conftest import col, csv_bytes, dyadic_table, per_row, real_table, run_err, run_ok, wmean, write
+
+
+def _expected_values(tbl, weighted=True) -> str:
+    w = col(tbl, "weight") if weighted else None
+    return f"{wmean(per_row('mse', tbl), w)!r}\n{wmean(per_row('mae', tbl), w)!r}\n"
+
+
+@pytest.mark.parametrize("name,fmt", [
+    ("p.csv", "csv"), ("p.tsv", "tsv"), ("p.tab", "tsv"), ("p.txt", "csv"),
+    ("p.csv.gz", "csv"), ("p.csv.bz2", "csv"), ("p.csv.zst", "csv"),
+    ("p.parquet", "parquet"), ("p.pq", "parquet"), ("p.arrow", "arrow"), ("p.feather", "arrow"),
+    ("p.jsonl", "jsonl"), ("p.ndjson", "jsonl"),
+])
+def test_every_file_format(tmp_path, name, fmt):
+    tbl = dyadic_table(n=31, seed=3)
+    path = write(tbl, tmp_path / name)
+    res = run_ok(["eval", path, "-l", "mse,mae", "-w", "weight", "--value"])
+    assert res.stdout == _expected_values(tbl)
+    doc = json.loads(run_ok(["eval", path, "-l", "mse", "-f", "json", "--by", "region"]).stdout)
+    assert doc["inputs"] == [{"path": path, "format": fmt, "rows": 31, "role": "predictions+targets"}]
+    assert [r["count"] for r in doc["results"]] == [31] + [col(tbl, "region").count(g)
+                                                          for g in sorted(set(col(tbl, "region")))]
+
+
+@pytest.mark.parametrize("delim", [";", "|", "\t"])
+def test_sniffed_delimiter(tmp_path, delim):
+    tbl = dyadic_table(n=19, seed=4)
+    path = write(tbl, tmp_path / "semi.txt", delimiter=delim)
+    assert open(path).readline().count(delim) == 5
+    assert run_ok(["eval", path, "-l", "mse,mae", "-w", "weight", "--value"]).stdout == _expected_values(tbl)
+
+
+def test_csv_extension_with_semicolons_is_sniffed(tmp_path):
+    tbl = dyadic_table(n=12, seed=5)
+    path = write(tbl, tmp_path / "semi.txt")
+    os.rename(path, tmp_path / "semi.csv")
+    out = run_ok(["eval", tmp_path / "semi.csv", "-l", "mse,mae", "-w", "weight", "--value"]).stdout
+    assert out == _expected_values(tbl)
+
+
+def test_arrow_ipc_stream_format(tmp_path):
+    tbl = dyadic_table(n=20, seed=6)
+    path = tmp_path / "p.arrows"
+    with pa.ipc.new_stream(str(path), tbl.schema) as w:
+        for b in tbl.to_batches(max_chunksize=6):
+            w.write_batch(b)
+    assert run_ok(["eval", path, "-l", "mse,mae", "-w", "weight", "--value"]).stdout == _expected_values(tbl)
+
+
+def test_parquet_directory_and_glob(tmp_path):
+    tbl = dyadic_table(n=40, seed=7)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for k, start in enumerate(range(0, 40, 15)):
+        pq.write_table(tbl.slice(start, 15), parts / f"part-{k}.parquet")
+    (parts / "_SUCCESS").write_text("")  # marker files are ignored
+    expected = _expected_values(tbl)
+    for arg in (parts, str(parts / "*.parquet"), str(tmp_path / "**" / "part-*.parquet")):
+        assert run_ok(["eval", arg, "-l", "mse,mae", "-w", "weight", "--value"]).stdout == expected
+    doc = json.loads(run_ok(["eval", parts, "-l", "mse", "-f", "json"]).stdout)
+    assert doc["inputs"] == [{"path": str(parts), "format": "parquet", "rows": 40, "role": "predictions+targets",
+                              "files": 3}]
+
+
+def test_csv_glob(tmp_path):
+    tbl = dyadic_table(n=30, seed=8)
+    write(tbl.slice(0, 10), tmp_path / "a.csv")
+    write(tbl.slice(10, 20), tmp_path / "b.csv")
+    out = run_ok(["eval", str(tmp_path / "*.csv"), "-l", "mse,mae", "-w", "weight", "--value"]).stdout
+    assert out == _expected_values(tbl)
+
+
+def test_parquet_row_groups_and_small_batches(tmp_path):
+    tbl = real_table(n=300)
+    path = write(tbl, tmp_path / "rg.parquet", row_group_size=37)
+    assert pq.ParquetFile(path).num_row_groups == 9
+    ref = wmean(per_row("mse", tbl), col(tbl, "weight"))
+    for b in ("1", "13", "100000"):
+        out = run_ok(["eval", path, "-l", "mse", "-w", "weight", "--value", "--batch-size", b]).stdout
+        assert float(out) == pytest.approx(ref, rel=1e-12)
+
+
+def test_numeric_column_types_are_converted(tmp_path):
+    n = 16
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 50, size=n)
+    p = rng.integers(0, 50, size=n)
+    tbl = pa.table({"y_true": pa.array(y, pa.int32()), "y_pred": pa.array(p.astype(np.float32)),
+                    "weight": pa.array(rng.integers(1, 4, size=n), pa.uint8())})
+    path = write(tbl, tmp_path / "types.parquet")
+    w = tbl.column("weight").to_pylist()
+    ref = wmean([float(a - b) ** 2 for a, b in zip(p, y)], w)
+    assert run_ok(["eval", path, "-l", "mse", "-w", "weight", "--value"]).stdout == f"{ref!r}\n"
+    # a CSV whose columns hold only integers
+    path = write(tbl, tmp_path / "ints.csv")
+    assert run_ok(["eval", path, "-l", "mse", "-w", "weight", "--value"]).stdout == f"{ref!r}\n"
+
+
+def test_stdin_csv_tsv_and_gzip(dyadic):
+    tbl, _ = dyadic
+    expected = _expected_values(tbl)
+    args = ["eval", "-", "-l", "mse,mae", "-w", "weight", "--value"]
+    assert run_ok(args, input=csv_bytes(tbl)).stdout == expected
+    tsv = csv_bytes(tbl).replace(b",", b"\t")
+    assert run_ok(args + ["--input-format", "tsv"], input=tsv).stdout == expected
+    assert run_ok(args, input=tsv).stdout == expected  # sniffed
+    assert run_ok(args, input=gzip.compress(csv_bytes(tbl))).stdout == expected
+
+
+def test_stdin_jsonl_and_arrow(tmp_path):
+    tbl = dyadic_table(n=15, seed=10)
+    expected = _expected_values(tbl)
+    args = ["eval", "-", "-l", "mse,mae", "-w", "weight", "--value"]
+    jl = "".join(json.dumps(r) + "\n" for r in tbl.to_pylist()).encode()
+    assert run_ok(args + ["--input-format", "jsonl"], input=jl).stdout == expected
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, tbl.schema) as w:
+        w.write_table(tbl)
+    assert run_ok(args + ["--input-format", "arrow"], input=sink.getvalue().to_pybytes()).stdout == expected
+
+
+# -- two files ---------------------------------------------------------------------------------------------
+def test_two_files_aligned_by_row(tmp_path):
+    tbl = dyadic_table(n=33, seed=11)
+    p = write(tbl.select(["id", "y_pred", "weight"]), tmp_path / "preds.csv")
+    t = write(tbl.select(["id", "y_true"]), tmp_path / "labels.parquet")
+    assert run_ok(["eval", p, t, "-l", "mse,mae", "-w", "weight", "--value"]).stdout == _expected_values(tbl)
+    # different batch boundaries on each side still line up
+    out = run_ok(["eval", p, t, "-l", "mse,mae", "-w", "weight", "--value", "--batch-size", "4"]).stdout
+    assert out == _expected_values(tbl)
+
+
+def test_two_files_single_value_columns_are_found(tmp_path):
+    tbl = dyadic_table(n=21, seed=12)
+    p = write(pa.table({"id": tbl["id"], "score_model_b": tbl["y_pred"]}), tmp_path / "p.csv")
+    t = write(pa.table({"id": tbl["id"], "observed_value": tbl["y_true"]}), tmp_path / "t.csv")
+    out = run_ok(["eval", p, t, "--on", "id", "-l", "mse,mae", "--value"]).stdout
+    assert out == _expected_values(tbl, weighted=False)
+
+
+def test_join_on_key_equals_aligned(tmp_path):
+    tbl = real_table(n=150)
+    p = write(tbl.select(["id", "y_pred", "weight", "region"]), tmp_path / "preds.csv")
+    aligned = write(tbl.select(["id", "y_true"]), tmp_path / "labels.csv")
+    perm = np.random.default_rng(13).permutation(150)
+    shuffled = write(tbl.select(["id", "y_true"]).take(pa.array(perm)), tmp_path / "labels_shuffled.parquet")
+    args = ["-l", "mse,mae", "-w", "weight", "--by", "region", "-f", "json"]
+    a = json.loads(run_ok(["eval", p, aligned, *args]).stdout)
+    b = json.loads(run_ok(["eval", p, shuffled, "--on", "id", *args]).stdout)
+    c = json.loads(run_ok(["eval", p, shuffled, "--on", "id", "--batch-size", "7", *args]).stdout)
+    assert a["results"] == b["results"]  # the join restores prediction order: bit-identical
+    for x, y in zip(b["results"], c["results"]):
+        assert x["value"] == pytest.approx(y["value"], rel=1e-12)
+    assert a["results"][0]["value"] == pytest.approx(wmean(per_row("mse", tbl), col(tbl, "weight")), rel=1e-12)
+    assert b["inputs"][0]["rows"] == b["inputs"][1]["rows"] == 150
+    # the aligned pair without --on gives a different (wrong) answer: the join really matters
+    wrong = json.loads(run_ok(["eval", p, shuffled, *args]).stdout)
+    assert wrong["results"][0]["value"] != a["results"][0]["value"]
+
+
+def test_join_string_keys_and_id_in_per_sample_output(tmp_path):
+    tbl = dyadic_table(n=12, seed=14)
+    keys = [f"k{i:03d}" for i in range(12)]
+    p = write(pa.table({"key": keys, "y_pred": tbl["y_pred"]}), tmp_path / "p.csv")
+    rev = list(range(11, -1, -1))
+    t = write(pa.table({"key": [keys[i] for i in rev], "y_true": tbl["y_true"].take(pa.array(rev))}),
+              tmp_path / "t.jsonl")
+    doc = json.loads(run_ok(["eval", p, t, "--on", "key", "--id", "key", "-l", "mae", "-r", "none",
+                             "--limit", "0", "-f", "json"]).stdout)
+    assert doc["rows"] == [{"key": k, "mae": v} for k, v in zip(keys, per_row("mae", tbl))]
+
+
+def _unmatched_files(tmp_path):
+    tbl = dyadic_table(n=20, seed=15)
+    p = write(tbl.select(["id", "y_pred"]), tmp_path / "p.csv")
+    lab = tbl.select(["id", "y_true"]).slice(3)  # ids 1001..1003 have no label
+    extra = pa.table({"id": pa.array([5001, 5002], pa.int64()), "y_true": pa.array([1.0, 2.0])})
+    t = write(pa.concat_tables([lab, extra]), tmp_path / "t.csv")
+    return tbl, p, t
+
+
+def test_join_unmatched_keys_error_says_how_many_and_shows_examples(tmp_path):
+    _, p, t = _unmatched_files(tmp_path)
+    msg = run_err(["eval", p, t, "--on", "id", "-l", "mse"], 3)
+    assert "3 key(s)" in msg and "1001" in msg and "1002" in msg and "1003" in msg
+    assert "2 key(s)" in msg and "5001" in msg and "5002" in msg
+    assert p in msg and t in msg and "--inner" in msg
+
+
+def test_join_inner_keeps_matched_rows(tmp_path):
+    tbl, p, t = _unmatched_files(tmp_path)
+    kept = tbl.slice(3)
+    res = run_ok(["eval", p, t, "--on", "id", "--inner", "-l", "mse,mae", "--value"])
+    assert res.stdout == _expected_values(kept, weighted=False)
+    doc = json.loads(run_ok(["eval", p, t, "--on", "id", "--inner", "-l", "mse", "-f", "json"]).stdout)
+    assert doc["results"][0]["count"] == 17
+    assert (doc["inputs"][0]["unmatched"], doc["inputs"][1]["unmatched"]) == (3, 2)
+
+
+@pytest.mark.parametrize("side", ["labels", "predictions"])
+def test_join_duplicate_keys_error(tmp_path, side):
+    tbl = dyadic_table(n=10, seed=16)
+    ids = col(tbl, "id")
+    dup = ids[:]
+    dup[4] = dup[7] = ids[2]
+    p_ids, t_ids = (ids, dup) if side == "labels" else (dup, ids)
+    p = write(pa.table({"id": p_ids, "y_pred": tbl["y_pred"]}), tmp_path / "p.csv")
+    t = write(pa.table({"id": t_ids, "y_true": tbl["y_true"]}), tmp_path / "t.csv")
+    msg = run_err(["eval", p, t, "--on", "id", "--inner", "-l", "mse"], 3)
+    assert "duplicate" in msg or "more than once" in msg
+    assert str(ids[2]) in msg and "'id'" in msg
+    assert (t if side == "labels" else p) in msg
+
+
+# -- automatic column choice --------------------------------------------------------------------------------
+@pytest.mark.parametrize("pred,target", [("y_pred", "y_true"), ("pred", "target"), ("prediction", "label"),
+                                         ("y_hat", "y")])
+def test_auto_columns(tmp_path, pred, target):
+    tbl = dyadic_table(n=14, seed=17)
+    t = pa.table({"id": tbl["id"], target: tbl["y_true"], "note": tbl["region"], pred: tbl["y_pred"]})
+    path = write(t, tmp_path / "auto.csv")
+    out = run_ok(["eval", path, "-l", "mse,mae", "--value"]).stdout
+    assert out == _expected_values(tbl, weighted=False)
+    doc = json.loads(run_ok(["eval", path, "-l", "mse", "-f", "json"]).stdout)
+    assert (doc["columns"]["pred"], doc["columns"]["target"]) == (pred, target)
+
+
+def test_ambiguous_columns_error_lists_columns(tmp_path):
+    tbl = dyadic_table(n=5)
+    path = write(pa.table({"y_pred": tbl["y_pred"], "prediction": tbl["y_pred"], "y_true": tbl["y_true"]}),
+                 tmp_path / "amb.csv")
+    msg = run_err(["eval", path, "-l", "mse"], 2)
+    assert path in msg and "y_pred" in msg and "prediction" in msg and "--pred" in msg
+    # naming the column resolves it
+    assert run_ok(["eval", path, "-l", "mse", "--pred", "prediction", "--value"]).stdout == \
+        f"{wmean(per_row('mse', tbl))!r}\n"
+
+
+def test_no_recognisable_column_error_lists_columns(tmp_path):
+    tbl = dyadic_table(n=5)
+    path = write(pa.table({"alpha": tbl["y_pred"], "beta": tbl["y_true"]}), tmp_path / "anon.parquet")
+    msg = run_err(["eval", path, "-l", "mse"], 2)
+    assert path in msg and "alpha" in msg and "beta" in msg and "--pred" in msg
+
+
+def test_api_reads_the_same_as_cli(tmp_path):
+    tbl = real_table(n=64)
+    path = write(tbl, tmp_path / "r.feather")
+    res = lossctl.evaluate(path, ["mse"], weight="weight")
+    out = run_ok(["eval", path, "-l", "mse", "-w", "weight", "--value"]).stdout
+    assert out == f"{res.value('mse')!r}\n"
