@@ -54,6 +54,14 @@ def main() -> None:
     order = rng.permutation(n)
     pcsv.write_csv(tbl.select(["id", "y_true"]).take(pa.array(order)), os.path.join(HERE, "labels_shuffled.csv"))
     pcsv.write_csv(tbl.select(["id", "y_true"]), os.path.join(HERE, "labels.csv"))
+    # A broken export for the error examples: row 17's prediction is missing
+    with open(os.path.join(HERE, "regression.csv")) as src:
+        lines = src.read().splitlines()[:31]
+    cells = lines[17].split(",")
+    cells[3] = ""
+    lines[17] = ",".join(cells)
+    with open(os.path.join(HERE, "bad_rows.csv"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
