@@ -7,6 +7,7 @@ per-sample rows stream to an optional sink.  One pass over the data, whatever it
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -17,7 +18,7 @@ from . import registry
 from .errors import InputError, UnknownLossError, UsageError
 from .io import columns as colmod
 from .io.columns import Binding, Converter, check_finite
-from .io.sources import DEFAULT_BATCH_ROWS, Source, open_source
+from .io.sources import DEFAULT_BATCH_ROWS, Source, auto_batch_rows, open_source
 from .state import SumState
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -228,15 +229,34 @@ def _zip_aligned(a: Iterator[pa.RecordBatch], b: Iterator[pa.RecordBatch], sa: S
         rb = rb.slice(n)
 
 
-def _key_array(arr: pa.Array, where: str) -> np.ndarray:
+def _key_array(arr: pa.Array, where: str, rownum: Callable[[int], int] | None = None) -> np.ndarray:
+    """A key or group column as NumPy; ``rownum(i)`` gives the 1-based input row of batch row i (for messages)."""
+    def at(i: int) -> str:
+        return f", row {rownum(int(i))}" if rownum is not None else ""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if arr.null_count:
-        raise InputError(f"{where}: key has {arr.null_count} missing values")
+        i = colmod._first_null(arr)
+        raise InputError(f"{where}{at(i)}: missing key value ({arr.null_count} in this batch); keys and groups "
+                         f"need a value in every row: fill them or drop those rows")
     t = arr.type
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_temporal(t):
+        try:  # text that is not valid UTF-8 arrives as binary; dates and times are keyed by their text
+            arr = arr.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise InputError(f"{where}: values are not UTF-8 text; save the file as UTF-8") from None
+        t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
         return colmod.strings_to_numpy(arr)
-    return colmod.primitive_to_numpy(arr)
+    try:
+        out = colmod.primitive_to_numpy(arr)
+    except TypeError:
+        raise InputError(f"{where}: a column of type {t} cannot be a key or a group; use numbers or text") from None
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        i = int(np.argmax(~np.isfinite(out)))
+        raise InputError(f"{where}{at(i)}: key value {float(out[i])!r}; keys and groups must be finite numbers "
+                         f"or text: fill them or drop those rows")
+    return out
 
 
 class _Joiner:
@@ -365,10 +385,10 @@ class _Grouper:
         self.index: dict[tuple, int] = {}
         self.keys: list[tuple] = []
 
-    def codes(self, arrays: Sequence[pa.Array], where: str) -> np.ndarray:
+    def codes(self, arrays: Sequence[pa.Array], where: str, rownum: Callable[[int], int] | None = None) -> np.ndarray:
         per_col = []
         for arr, name in zip(arrays, self.names):
-            vals = _key_array(arr, f"{where}, column {name!r}")
+            vals = _key_array(arr, f"{where}, column {name!r}", rownum)
             uniq, inv = np.unique(vals, return_inverse=True)
             per_col.append((uniq.tolist(), inv))
         if len(per_col) == 1:
@@ -540,6 +560,8 @@ def plan_evaluation(
         raise UsageError(f"unknown --nan-policy {nan_policy!r}; use error, omit or propagate")
     if on and len(paths) != 2:
         raise UsageError("--on joins two files; give predictions and labels files")
+    if paths.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once; give the predictions or the labels as a file")
 
     options = {"classes": list(classes) if classes else None,
                "class_weights": tuple(class_weights) if class_weights else None, "space": space}
@@ -625,28 +647,101 @@ def plan_evaluation(
                 nan_policy=nan_policy)
 
 
+_END = object()
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """glibc: keep freed batch temporaries on the heap for the next batch (once per process).
+
+    A batch's NumPy temporaries are 0.1-2 MiB each.  By default glibc serves such sizes with mmap or
+    returns the freed top of the heap to the kernel, so every batch page-faults its temporaries in again:
+    a loss with a few temporaries (huber) ran 4-7x slower at 64 Ki rows than with the memory kept.  Fixed
+    thresholds (4 MiB to mmap, 64 MiB of free heap before trimming) keep it; glibc's own dynamic thresholds
+    reach similar values on their own, later.  Other C libraries: nothing is done."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes  # (NumPy has imported it already)
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
+        mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+def _prefetched(it: Iterator, depth: int = 2) -> Iterator:
+    """Iterate ``it`` in a background thread, up to ``depth`` items ahead: while the losses run on batch k
+    (NumPy), batch k+1 is read and decoded (pyarrow; both release the GIL), so two cores overlap the two.
+    The items, their order and any exception are exactly those of ``it``; the exception is raised here,
+    after the items before it."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def work() -> None:
+        try:
+            for item in it:
+                if not put((item, None)):
+                    return  # the consumer stopped early
+        except BaseException as exc:  # handed to the consumer, raised there in order
+            put((_END, exc))
+            return
+        put((_END, None))
+
+    threading.Thread(target=work, name="lossctl-reader", daemon=True).start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is _END:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def iter_aligned(plan: Plan, joiner: "_Joiner | None" = None) -> Iterator[list[pa.RecordBatch]]:
     """The input as lists of equal-length record batches, one per source (joined or row-aligned)."""
     sources = plan.sources
     need, fc = plan.need, plan.float_cols
+    rows = plan.batch_rows
+    if rows == DEFAULT_BATCH_ROWS:  # the default: fewer rows per batch for wide inputs (same results)
+        rows = auto_batch_rows(sum(len(n) for n in need))
     if len(sources) == 1:
-        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], plan.batch_rows, fc[0]))
+        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], rows, fc[0]))
     elif plan.on:
         assert joiner is not None
 
         def _joined():
-            for b in sources[0].batches(need[0], plan.batch_rows, fc[0]):
+            for b in sources[0].batches(need[0], rows, fc[0]):
                 left, right = joiner.join(b, plan.on, f"{sources[0].display}, column {plan.on!r}")
                 if left.num_rows:
                     yield [left, right]
         aligned = _joined()
     else:
-        aligned = _zip_aligned(sources[0].batches(need[0], plan.batch_rows, fc[0]),
-                               sources[1].batches(need[1], plan.batch_rows, fc[1]), sources[0], sources[1])
+        aligned = _zip_aligned(sources[0].batches(need[0], rows, fc[0]),
+                               sources[1].batches(need[1], rows, fc[1]), sources[0], sources[1])
     mult = plan.block_multiple
     if mult:
         aligned = _rechunk(aligned, mult)
-    return aligned
+    return aligned  # (run_plan reads it in a background thread)
 
 
 def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
@@ -654,6 +749,7 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
              progress: Callable[[int], None] | None = None,
              batch_hook: Callable[[list, dict], None] | None = None, row_offset: int = 0) -> Partial:
     """One pass over aligned batches: convert, validate, compute every loss, update the states."""
+    _tune_malloc()
     reqs, bindings, wbind = plan.reqs, plan.bindings, plan.wbind
     col_pos = plan.col_pos
     lenient = plan.nan_policy != "error"  # missing values become NaN, then omitted or propagated
@@ -670,24 +766,34 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
     limit = plan.limit
     total = 0
     evaluated = 0
-    for parts in aligned:
+
+    def converted():
+        """Arrow -> NumPy and the finiteness checks, batch by batch: run in the reader thread (below), next
+        to the decoding, so the copies (e.g. stacking score columns) read cache-warm data off the main thread."""
+        row0 = row_offset
+        for parts in aligned:
+            arrays: dict[str, np.ndarray] = {}
+            for role, b in bindings.items():
+                cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
+                x = convs[role].convert(cols, row0)
+                if x.dtype.kind == "f" and not lenient:
+                    check_finite(x, b, row0)
+                arrays[role] = x
+            w = None
+            if wconv is not None:
+                w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
+                if not lenient:
+                    check_finite(w, wbind, row0)
+                if w.ndim != 1:
+                    raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
+            yield parts, row0, arrays, w
+            row0 += parts[0].num_rows
+
+    # Reading, decoding and converting batch k+1 (a background thread) overlap the losses on batch k; the
+    # items, their order and every error are those of the plain loop (see _prefetched).
+    for parts, row0, arrays, w in _prefetched(converted()):
         n = n_in = parts[0].num_rows
-        row0 = row_offset + total
         ctx.row0 = row0
-        arrays: dict[str, np.ndarray] = {}
-        for role, b in bindings.items():
-            cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
-            x = convs[role].convert(cols, row0)
-            if x.dtype.kind == "f" and not lenient:
-                check_finite(x, b, row0)
-            arrays[role] = x
-        w = None
-        if wconv is not None:
-            w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
-            if not lenient:
-                check_finite(w, wbind, row0)
-            if w.ndim != 1:
-                raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
         ctx.rowmap = None
         if plan.nan_policy == "omit":
             keep = _finite_rows([a for a in arrays.values() if a.dtype.kind == "f"] + ([w] if w is not None else []), n)
@@ -709,8 +815,10 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
                                  f"{float(w[i])!r}; sample weights must be >= 0")
         gcodes = None
         if grouper is not None:
+            rmap = ctx.rowmap
             gcodes = grouper.codes([parts[b.source].column(col_pos[b.source][b.columns[0]]) for b in plan.by_binds],
-                                   plan.sources[plan.by_binds[0].source].display)
+                                   plan.sources[plan.by_binds[0].source].display,
+                                   lambda i: row0 + 1 + (int(rmap[i]) if rmap is not None else i))
         out_cols: dict[str, np.ndarray] = {}
         batch_terms: dict[str, dict] = {}
         for req, state in zip(reqs, states):
@@ -766,6 +874,10 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
 def make_result(plan: Plan, part: Partial, join_info: Mapping[str, int] | None = None) -> Result:
     """Reduce a (merged) partial into the result rows, overall first, then groups in sorted order."""
     if part.rows == 0:
+        omitted = int(part.memo.get("omitted_rows", 0))
+        if omitted:
+            raise InputError(f"{' + '.join(s.display for s in plan.sources)}: no rows left to evaluate: all "
+                             f"{omitted} rows have NaN, inf or missing inputs (--nan-policy omit dropped them)")
         raise InputError(f"{' + '.join(s.display for s in plan.sources)}: no rows to evaluate (empty input)")
     grouper = None
     if plan.by_binds:
@@ -804,6 +916,7 @@ def evaluate(
     batch_hook: Callable[[list, dict], None] | None = None,
     engine: str = "local",
     engine_options: Mapping[str, Any] | None = None,
+    on_result: Callable[[Result], None] | None = None,
     **options: Any,
 ) -> Result:
     """Evaluate losses on prediction files.
@@ -818,6 +931,8 @@ def evaluate(
         batch_rows, input_format, output (per-sample file, written atomically), force, limit, classes,
         class_weights, space, grad: see :func:`plan_evaluation`.
     engine : 'local' (default) or 'dask' (``engine_options``: scheduler, workers; needs lossctl[dask]).
+    on_result : called with the result before the per-sample file is committed (the CLI checks its
+        ``--fail-if`` gates there), so an error it raises leaves no output file behind.
 
     Examples
     --------
@@ -829,9 +944,13 @@ def evaluate(
     plan = plan_evaluation(paths, losses, per_sample=row_writer is not None, **options)
     if engine == "dask":
         from .dask_engine import evaluate_dask
-        return evaluate_dask(plan, row_writer=row_writer, progress=progress, **dict(engine_options or {}))
+        # on_result runs inside, before a per-sample file is committed (a failing gate leaves no file)
+        return evaluate_dask(plan, row_writer=row_writer, progress=progress, on_result=on_result,
+                             **dict(engine_options or {}))
     if engine != "local":
         raise UsageError(f"unknown engine {engine!r}; use local or dask")
+    from .losses._labels import collect_label_names
+    collect_label_names(plan)  # string labels without --classes: class order independent of the batch size
     joiner = _Joiner(plan.sources[1], plan.on, plan.need[1], plan.float_cols[1], plan.inner) if plan.on else None
     sink = None
     if plan.output:
@@ -842,6 +961,8 @@ def evaluate(
                         batch_hook=batch_hook)
         join_info = joiner.finish(plan.sources[0].display, plan.on, plan.on) if joiner else {}
         res = make_result(plan, part, join_info)
+        if on_result is not None:
+            on_result(res)
         if sink is not None:
             sink.commit()
             sink = None

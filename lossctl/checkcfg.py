@@ -269,7 +269,14 @@ def find_config(start: str | None = None) -> str | None:
 
 def load(path: str | None = None) -> Config:
     """Read and validate the configuration; UsageError (exit 2) naming file, line and key on any problem."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as the tomli package
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise UsageError("lossctl check reads TOML with tomllib (Python 3.11+); on Python 3.10 "
+                             "pip install tomli") from None
     if path is None:
         path = find_config()
         if path is None:
@@ -520,6 +527,22 @@ def _compare(ctx, ck: tuple, c: dict, check: CheckSpec, reqs, base_dir) -> Compa
                        seed=_int(ctx, ck + ("seed",), c["seed"], None) if "seed" in c else None, key=ck)
 
 
+def refuse_to_overwrite_inputs(checks: Sequence[CheckSpec], reports: Sequence[str],
+                               config_path: str | None = None) -> None:
+    """UsageError if a report file would replace an input, a baseline, a labels file or the configuration."""
+    protected: dict[str, str] = {}
+    for c in checks:
+        for p in list(c.inputs) + [x for cs in c.compare for x in (cs.baseline, cs.labels) if x]:
+            if "://" not in p and p != "-":
+                protected[os.path.realpath(p)] = p
+    if config_path:
+        protected.setdefault(os.path.realpath(config_path), config_path)
+    for out in reports:
+        hit = protected.get(os.path.realpath(out))
+        if hit is not None:
+            raise UsageError(f"{out}: is {hit}, which the checks read; write the report somewhere else")
+
+
 # -- running ----------------------------------------------------------------------------------------------
 @dataclass
 class CompareOutcome:
@@ -642,12 +665,21 @@ def json_doc(outcomes: Sequence[Outcome], cfg: Config, version: str) -> dict:
         d["gates"] = [g.as_dict() for g in o.all_gates]
         checks.append(d)
     gates = [g for o in outcomes for g in o.all_gates]
+    seeds: list[int] = []   # every bootstrap seed used: one number, or a list when checks differ
+    for o in outcomes:
+        boot = (o.result.extra.get("bootstrap") or {}) if o.result is not None else {}
+        for s in ([boot["seed"]] if "seed" in boot else []) + [co.comparison.seed for co in o.comparisons
+                                                               if co.comparison is not None]:
+            if s not in seeds:
+                seeds.append(s)
+    sig = signature.build(*results, seed=seeds[0] if len(seeds) == 1 else (seeds or None)) if results \
+        else signature.versions()
     return {"schema_version": SCHEMA_VERSION, "tool": "lossctl", "version": version, "command": "check",
             "config": cfg.display, "passed": all(o.passed for o in outcomes),
             "summary": {"checks": len(outcomes), "gates": len(gates),
                         "failed_gates": sum(1 for g in gates if not g.passed),
                         "errors": sum(1 for o in outcomes if o.error is not None)},
-            "checks": checks, "signature": signature.build(*results) if results else signature.versions()}
+            "checks": checks, "signature": sig}
 
 
 def print_table(outcomes: Sequence[Outcome], out=None) -> None:

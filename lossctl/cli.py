@@ -25,10 +25,16 @@ class LossctlGroup(click.Group):
         except LossctlError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"lossctl: error: {exc.message}", err=True)
+            click.echo(f"lossctl: error: {one_line(exc.message)}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except KeyboardInterrupt as exc:
+            # before Click turns it into Abort ("Aborted!", exit 1): SIGINT exits 130, SIGTERM 143
+            _cleanup()
+            code = 143 if isinstance(exc, _Terminated) else 130
+            click.echo("lossctl: terminated" if code == 143 else "lossctl: interrupted", err=True)
+            ctx.exit(code)
         except BrokenPipeError:
             # the reader of our stdout went away (`| head`): not an error of ours
             try:
@@ -40,9 +46,17 @@ class LossctlGroup(click.Group):
             if _debug(ctx):
                 raise
             _cleanup()
-            click.echo(f"lossctl: internal error: {type(exc).__name__}: {exc} "
+            click.echo(f"lossctl: internal error: {type(exc).__name__}: {one_line(str(exc))} "
                        f"(this is a bug; rerun with --debug for a traceback)", err=True)
             ctx.exit(70)
+
+
+def one_line(text: str) -> str:
+    """The message on one line: newlines, tabs and other unprintable characters from the data (a column
+    name holding a newline, a BOM) are shown escaped, as in a Python string."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _cleanup() -> None:
@@ -226,6 +240,7 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
         kwargs["engine_options"] = {"scheduler": scheduler, "workers": workers}
     from .cli_ci import EvalGates
     ci_gates = EvalGates(fail_if, ci, replicates, seed, losses, kwargs)  # gate syntax errors exit 2 here
+    kwargs["on_result"] = ci_gates.attach  # before -o is committed: a gate naming no group leaves no file
     stream_rows = reduction == "none" and fmt in ("csv", "ndjson") and not bare
     if stream_rows:
         kwargs["row_writer"] = render.StreamRows(fmt, sys.stdout)
@@ -239,7 +254,6 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
             res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
     finally:
         prog.close()
-    ci_gates.attach(res)
     out = sys.stdout
     if bare:
         render.print_values(res, out)
@@ -315,10 +329,11 @@ def explain_cmd(name, as_json):
     from . import registry, render
 
     spec = registry.get(name)
-    if as_json:
-        click.echo(render.dumps(spec.describe()))
-        return
     d = spec.describe()
+    if as_json:
+        d["gradient"] = spec.grad is not None
+        click.echo(render.dumps(d))
+        return
     lines = [f"{spec.name}  ({spec.kind}; inputs: {', '.join(spec.roles)}; predictions as {spec.space})"]
     if spec.aliases:
         lines.append(f"aliases: {', '.join(spec.aliases)}")
@@ -333,6 +348,8 @@ def explain_cmd(name, as_json):
                  + (f"; {spec.reduction_note}" if spec.reduction_note else
                     "; mean = sum(w*l)/sum(w) over rows"))
     lines.append(f"reference:  {spec.reference}")
+    if spec.grad is not None:
+        lines.append(f"gradient:   analytic d loss / d {spec.roles[0]} (eval --grad)")
     if spec.plugin:
         lines.append(f"plugin:     {spec.plugin}")
     if spec.when:
@@ -356,6 +373,7 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess 
 
 
 from . import cli_ci  # noqa: E402,F401  (registers compare and check)
+from .cli_penalty import penalty_cmd  # noqa: E402,F401  (registers penalty)
 
 
 def main(argv=None) -> None:
@@ -381,7 +399,13 @@ def main(argv=None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):  # a signal outside a command (while parsing options)
+            _cleanup()
+            code = 143 if isinstance(cause, _Terminated) else 130
+            click.echo("lossctl: terminated" if code == 143 else "lossctl: interrupted", err=True)
+            sys.exit(code)
         click.echo("Aborted!", err=True)
         sys.exit(1)
     except BrokenPipeError:

@@ -28,6 +28,9 @@ class EvalGates:
             gates.precheck(self.gates, api.make_requests(list(losses)), kwargs.get("by") or [])
         self.level = None
         self.boot = None
+        if seed is not None and ci is None and replicates is None:
+            from .errors import UsageError
+            raise UsageError("--seed seeds the bootstrap; add --ci LEVEL (or --bootstrap N) to compute intervals")
         if ci is not None or replicates is not None:
             self.level = parse_level(ci) if ci is not None else 0.95
             self.boot = PoissonBootstrap(replicates or DEFAULT_REPLICATES,
@@ -156,7 +159,8 @@ Exit codes: 0 every gate passed, 1 a quality gate failed, 2 usage or configurati
               "pyproject.toml with [tool.lossctl]); default: searched from the current directory upwards.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Output format on stdout.")
-@click.option("--junit-xml", "junit", metavar="FILE", help="Write a JUnit XML report: one testcase per gate.")
+@click.option("--junit-xml", "junit", metavar="FILE", help="Write a JUnit XML report: one testcase per gate "
+              "(- for stdout, instead of the table).")
 @click.option("--markdown", "markdown", metavar="FILE", help="Write a Markdown summary (- for stdout, "
               "instead of the table), e.g. for $GITHUB_STEP_SUMMARY.")
 @click.option("--list", "list_only", is_flag=True, help="List the configured checks and exit.")
@@ -166,20 +170,30 @@ def check_cmd(names, config, fmt, junit, markdown, list_only):
     every check's losses, groups, gates and comparisons, in one run."""
     from . import __version__, checkcfg, render, report
 
+    to_stdout = [o for o, v in (("--junit-xml -", junit), ("--markdown -", markdown)) if v == "-"]
+    if fmt == "json":
+        to_stdout.append("--format json")
+    if len(to_stdout) > 1:
+        raise click.UsageError(f"{' and '.join(to_stdout)} would both write to standard output; send one of "
+                               f"them to a file")
     cfg = checkcfg.load(config)
     selected = cfg.select(names)
+    checkcfg.refuse_to_overwrite_inputs(selected, [p for p in (junit, markdown) if p and p != "-"], cfg.path)
     if list_only:
         for c in selected:
             click.echo(f"{c.name}: {', '.join(c.inputs)} ({', '.join(c.loss_texts())})")
         return
     outcomes = checkcfg.run(selected)
     out = sys.stdout
-    if junit:
-        report.write_atomic(junit, report.junit_xml(outcomes, suite_name=f"lossctl check ({cfg.display})"))
+    xml = report.junit_xml(outcomes, suite_name=f"lossctl check ({cfg.display})") if junit else None
+    if junit and junit != "-":
+        report.write_atomic(junit, xml)
     md = report.markdown(outcomes, title=f"lossctl check: {cfg.display}") if markdown else None
     if markdown and markdown != "-":
         report.write_atomic(markdown, md)
-    if markdown == "-":
+    if junit == "-":
+        out.write(xml)
+    elif markdown == "-":
         out.write(md)
     elif fmt == "json":
         out.write(render.dumps(checkcfg.json_doc(outcomes, cfg, __version__)) + "\n")

@@ -15,8 +15,8 @@ Examples:
 \b
 Regression losses are drawn against the residual r = yhat - y (at y = 1), classification losses against
 the score z of the true class (p = sigmoid(z) for losses on probabilities); --sigmoid draws any loss
-against a logit z with prediction sigmoid(z) and target 1. Images need matplotlib:
-pip install 'lossctl[plot]'."""
+against a logit z with prediction sigmoid(z) and target 1. Images need matplotlib
+(pip install 'lossctl[plot]'); without it, -o is an error and the terminal plot still works."""
 
 
 @cli.command("plot", epilog=PLOT_EPILOG)
@@ -37,18 +37,20 @@ def plot_cmd(specs, output, force, sigmoid, x_range, width):
     One or more LOSS specs, each with optional parameters: huber:delta=0.5 mae.
     """
     from . import plot, render
+    from .errors import UsageError
 
     rng = plot.parse_range(x_range)
     if output:
         plot.check_output(output, force)
+        if not plot.have_matplotlib():
+            # asked for a file: say so and fail (exit 2) rather than exit 0 without the file
+            raise UsageError(f"-o {output}: writing images needs matplotlib, which is not installed: "
+                             f"pip install 'lossctl[plot]' (without -o, lossctl plot draws in the terminal)")
     data = plot.compute(list(specs), sigmoid=sigmoid, x_range=rng)
-    if output and plot.have_matplotlib():
+    if output:
         plot.save_image(data, output)
         click.echo(f"wrote {output}", err=True)
         return
-    if output:
-        click.echo(f"lossctl: warning: matplotlib is not installed (pip install 'lossctl[plot]'), so {output} "
-                   f"was not written; drawing in the terminal instead", err=True)
     con = render.console()
     for line in plot.render_text(data, width=width):
         con.print(line, crop=False, overflow="ignore")

@@ -279,6 +279,12 @@ def compare(baseline: str, candidate: str, labels: str | None, losses: Sequence[
         if options.get(bad):
             raise UsageError(f"compare does not take {bad}")
     if on and not labels:
+        # the key rides along as an id column; say --on, not --id, when a file lacks it
+        from .io.sources import open_source
+        for path in (p for p in (baseline, candidate) if p != "-"):  # stdin can be read only once
+            names = open_source(path, options.get("input_format"), options.get("storage_options")).names
+            if on not in names:
+                raise InputError(f"{path}: no key column {on!r} for --on; columns are: {', '.join(names[:30])}")
         options["ids"] = [on]
     sides = []
     results = []
@@ -341,7 +347,8 @@ def regression_gates(cmp: Comparison, margin: Margin, mode: str = "ci", rows: Se
             value = r.ci_high if mode == "ci" else r.delta
             quantity = f"{r.label} delta, upper {pct} bound" if mode == "ci" else f"{r.label} delta"
         fails = value is None or not math.isfinite(value) or value > margin.value
-        out.append(GateResult(expr=f"{r.label} max-regression {margin.text} ({mode})", loss=r.label, group=r.group,
+        how = f"upper {pct} bound" if mode == "ci" else "point"
+        out.append(GateResult(expr=f"{r.label} max-regression {margin.text} ({how})", loss=r.label, group=r.group,
                               value=value, threshold=margin.value, op=">", passed=not fails, kind="max_regression",
                               detail={"mode": mode, "margin": margin.text, "relative": margin.relative,
                                       "quantity": quantity, "delta": _jf(r.delta),
@@ -398,10 +405,12 @@ def print_table(cmp: Comparison, out=None) -> None:
     """loss | group | base | cand | delta | delta % | CI lo | hi | p (4 digits; JSON has them all)."""
     from rich.table import Table
 
-    from .render import console
+    from .render import console, print_whole
     grouped = any(r.group for r in cmp.rows)
-    t = Table(title=f"delta = candidate - baseline; {cmp.level * 100:g}% CI and p-value by paired bootstrap "
-                    f"({cmp.replicates} replicates, seed {cmp.seed})", title_justify="left", show_edge=False)
+    con = console(out)
+    con.print(f"delta = candidate - baseline; {cmp.level * 100:g}% CI and two-sided p-value by paired "
+              f"bootstrap ({cmp.replicates} replicates, seed {cmp.seed})", soft_wrap=True, markup=False)
+    t = Table(show_edge=False)
     t.add_column("loss")
     if grouped:
         t.add_column(", ".join((cmp.candidate.columns or {}).get("by") or ["group"]))
@@ -414,4 +423,4 @@ def print_table(cmp: Comparison, out=None) -> None:
         cells += [_short(r.base), _short(r.cand), _signed(r.delta), fmt_pct(r.rel_delta), _signed(r.ci_low),
                   _signed(r.ci_high), fmt_p(r.p_value)]
         t.add_row(*cells)
-    console(out).print(t)
+    print_whole(con, t)

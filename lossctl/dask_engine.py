@@ -19,10 +19,12 @@ Details that make a distributed run answer like a local one:
 
 * Data errors.  A fragment that fails for bad data raises the same :class:`~lossctl.errors.InputError`
   (exit 3), naming the fragment's file and the row within that file.  Data errors are returned, not
-  raised, by the task, so they are not retried; the first one the client sees ends the run.
+  raised, by the task, so they are not retried; the client reports the first bad fragment in input order
+  (as a local run meets it), not the first to fail.
 * Lost workers.  A task whose worker dies is re-run elsewhere by the scheduler (up to
   ``distributed.scheduler.allowed-failures`` times, default 3); other exceptions are retried ``retries``
-  times (default 2).
+  times (default 2).  The plan and the joined labels reach the workers as results of tasks that hold
+  them (not scattered data, which a dead worker would take with it), so they are recomputed too.
 * Per-sample output (``-r none -o FILE``, ``--format csv|ndjson`` streaming): the workers send their rows
   back and the client writes them in fragment order through the same atomic sink as a local run (a
   temporary file renamed at the end), renumbering the ``row`` column to the global row number.  Workers
@@ -31,8 +33,11 @@ Details that make a distributed run answer like a local one:
   sends them to the workers with the plan; each task joins its fragment and returns which label keys it
   matched, and the client checks unmatched and duplicate keys over all fragments.  Two inputs aligned by
   row (no ``--on``) are evaluated locally, with a note: row alignment needs the rows in one order.
-* String class labels without ``--classes``: the first fragment runs first and fixes the class order
-  (sorted names, as locally), which the other fragments then use.
+* String class labels without ``--classes``: as the local engine's ``collect_label_names``, the sorted names
+  of the whole input fix the class order; the workers scan the label column of their fragments first and
+  each fragment's ``label_scan`` answers with the united names (:class:`LabelScan`).  The client checks
+  that every fragment used the same classes.  Joined inputs keep first-batch discovery, as locally: the
+  first fragment runs first and fixes the order for the others.
 * Losses evaluated in row blocks (``block_rows``, e.g. NT-Xent) need fragments whose row counts are
   multiples of the block; otherwise the run is local, with a note.
 * Credentials: the plan carries each input's filesystem.  For ``s3://`` with the standard credential chain
@@ -51,6 +56,7 @@ import os
 import sys
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -286,16 +292,47 @@ def connect(scheduler: str | None = None, workers: int | None = None, client=Non
     n = int(workers or os.cpu_count() or 1)
     if n < 1:
         raise UsageError("--workers must be at least 1")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+    cluster = c = None
     try:
-        c = Client(cluster, set_as_default=False)
-        try:
-            yield c
-        finally:
-            c.close()
+        with _deferred_signals():  # a half-started cluster cannot be closed cleanly: let it start first
+            cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+            c = Client(cluster, set_as_default=False)
+        yield c
     finally:
-        cluster.close()
+        with _deferred_signals():  # and closed whole, even when a second signal comes
+            if c is not None:
+                c.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@contextlib.contextmanager
+def _deferred_signals():
+    """Hold SIGINT / SIGTERM during the block and deliver the first one after it (main thread only).
+
+    A signal in the middle of starting or stopping a LocalCluster leaves it half made: distributed then
+    fails to close it at exit, with a traceback.  Python-level handlers only: worker processes started
+    meanwhile keep the default dispositions (a blocked signal mask would be inherited by them)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        h = signal.getsignal(sig)
+        if h is not signal.SIG_IGN and h is not None:
+            old[sig] = h
+            signal.signal(sig, lambda n, _f: got.append(n))
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if got:
+            signal.raise_signal(got[0])  # the restored handler raises (KeyboardInterrupt, lossctl's SIGTERM)
 
 
 def _is_string_type(t: pa.DataType) -> bool:
@@ -327,8 +364,10 @@ def _rows_read(part: Partial) -> int:
     return part.rows + int(part.memo.get("omitted_rows", 0) or 0)
 
 
-def run_local(plan: Plan, row_writer=None, progress=None) -> Result:
+def run_local(plan: Plan, row_writer=None, progress=None, on_result=None) -> Result:
     """The local engine on an existing plan (the fallback for inputs the Dask engine does not split)."""
+    from .losses._labels import collect_label_names
+    collect_label_names(plan)  # as api.evaluate: the class order of string labels over the whole input
     joiner = _Joiner(plan.sources[1], plan.on, plan.need[1], plan.float_cols[1], plan.inner) if plan.on else None
     sink = None
     if plan.output:
@@ -338,6 +377,8 @@ def run_local(plan: Plan, row_writer=None, progress=None) -> Result:
         part = run_plan(plan, iter_aligned(plan, joiner), sink=sink, row_writer=row_writer, progress=progress)
         join_info = joiner.finish(plan.sources[0].display, plan.on, plan.on) if joiner else {}
         res = make_result(plan, part, join_info)
+        if on_result is not None:
+            on_result(res)
         if sink is not None:
             sink.commit()
             sink = None
@@ -351,20 +392,21 @@ def evaluate_dask(plan: Plan, *, row_writer: Callable[[pa.RecordBatch], None] | 
                   progress: Callable[[int], None] | None = None, scheduler: str | None = None,
                   workers: int | None = None, client=None, retries: int = DEFAULT_RETRIES,
                   split_row_groups: bool | None = None, threads_per_worker: int = 1,
-                  timeout: float = 10.0) -> Result:
+                  timeout: float = 10.0, on_result: Callable[[Result], None] | None = None) -> Result:
     """Evaluate ``plan`` on a Dask cluster (see the module docstring); same Result as the local engine.
 
     ``scheduler``: address of a running scheduler (``tcp://host:8786``); ``workers``: start a local cluster
     of that many worker processes; neither: ``DASK_SCHEDULER_ADDRESS`` if set, else a local cluster with
-    one worker per core.  ``client``: an existing ``distributed.Client`` (Python API).
+    one worker per core.  ``client``: an existing ``distributed.Client`` (Python API).  ``on_result``: called
+    with the result before the per-sample file is committed (as in :func:`lossctl.api.evaluate`).
     """
     if len(plan.sources) == 2 and not plan.on:
         _note("two inputs aligned by row are evaluated locally (the Dask engine splits one input into "
               "fragments; join them with --on KEY to evaluate on the cluster)")
-        return run_local(plan, row_writer, progress)
+        return run_local(plan, row_writer, progress, on_result)
     if plan.sources[0].data is not None:
         _note("standard input is evaluated locally")
-        return run_local(plan, row_writer, progress)
+        return run_local(plan, row_writer, progress, on_result)
     mult = plan.block_multiple
     with connect(scheduler, workers, client, threads_per_worker, timeout) as c:
         nthreads = max(1, sum(c.nthreads().values()))
@@ -372,11 +414,12 @@ def evaluate_dask(plan: Plan, *, row_writer: Callable[[pa.RecordBatch], None] | 
         if mult and any(f.rows is None or f.rows % mult for f in frags[:-1]):
             _note(f"a loss evaluated in blocks of {mult} rows needs fragments whose row counts are multiples "
                   f"of {mult}; evaluating locally")
-            return run_local(plan, row_writer, progress)
-        return _run_on_cluster(c, plan, frags, row_writer, progress, retries)
+            return run_local(plan, row_writer, progress, on_result)
+        return _run_on_cluster(c, plan, frags, row_writer, progress, retries, on_result)
 
 
-def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, retries: int) -> Result:
+def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, retries: int,
+                    on_result=None) -> Result:
     from distributed import as_completed
     from distributed.client import FutureCancelledError
 
@@ -387,8 +430,13 @@ def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, 
     want_rows = plan.output is not None or row_writer is not None
     joiner = _Joiner(plan.sources[1], plan.on, plan.need[1], plan.float_cols[1], plan.inner) if plan.on else None
     token = uuid.uuid4().hex[:8]
-    plan_f = c.scatter(plan, hash=False)
-    joiner_f = c.scatter(joiner, hash=False) if joiner is not None else None
+    # the plan (and the joiner's labels) reach the workers as the results of tasks that hold them, not as
+    # scattered data: a worker that dies with its copy then costs a recomputation, not the run
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+        plan_f = c.submit(_identity, plan, pure=False, key=f"lossctl-plan-{token}")
+        joiner_f = (c.submit(_identity, joiner, pure=False, key=f"lossctl-labels-{token}")
+                    if joiner is not None else None)
 
     def submit(frag: Fragment, options=None):
         return c.submit(run_fragment, plan_f, frag, joiner_f, want_rows, options, retries=retries, pure=False,
@@ -397,17 +445,13 @@ def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, 
     results: list[_Done | None] = [None] * len(frags)
     done_rows = 0
 
-    def take(frag: Fragment, fut) -> _Done:
+    def take(frag: Fragment, fut, raise_failed: bool = True) -> _Done | _Failed:
         nonlocal done_rows
-        try:
-            r = fut.result()
-        except KilledWorker:
-            raise InputError(f"{frag.shown}: the Dask workers running this fragment died repeatedly (out of "
-                             f"memory?); see the workers' logs") from None
-        except FutureCancelledError:
-            raise InputError(f"{frag.shown}: the Dask task was cancelled (did the cluster shut down?)") from None
+        r = _outcome(frag, fut, KilledWorker, FutureCancelledError)
         if isinstance(r, _Failed):
-            raise r.kind(r.message)
+            if raise_failed:
+                raise r.kind(r.message)
+            return r
         results[frag.index] = r
         done_rows += _rows_read(r.partial)
         if progress is not None:
@@ -417,14 +461,20 @@ def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, 
     futures = []
     try:
         options = None
+        per_frag: list[dict] | None = None
         first = 0
-        if _needs_class_order(plan) and frags:
+        if _needs_class_order(plan) and frags and not plan.on:
+            # as the local engine's collect_label_names: the names of the whole input fix the class order;
+            # the workers scan the label column of their fragments, the client unites the names
+            per_frag = _scan_labels(c, plan_f, plan, frags, token, retries)
+        elif _needs_class_order(plan) and frags:
+            # joined inputs keep first-batch discovery, as locally: the first fragment fixes the order
             r0 = take(frags[0], submit(frags[0]))
             classes = r0.partial.memo.get("classes")
             if classes:
                 options = {**plan.options, "classes": list(classes)}
             first = 1
-        futures = [(f, submit(f, options)) for f in frags[first:]]
+        futures = [(f, submit(f, per_frag[f.index] if per_frag else options)) for f in frags[first:]]
         if want_rows:
             # in order: a fragment's rows stay on its worker until the client writes them
             sink = None
@@ -446,6 +496,7 @@ def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, 
                     offset += _rows_read(r.partial)
                 merged, join_info = _merge(plan, frags, results, joiner)
                 res = make_result(plan, merged, join_info)
+                _finish(res, len(frags), on_result)
                 if sink is not None:
                     sink.commit()
                     sink = None
@@ -454,17 +505,109 @@ def _run_on_cluster(c, plan: Plan, frags: list[Fragment], row_writer, progress, 
                     sink.abort()
         else:
             by_key = {fut.key: (frag, fut) for frag, fut in futures}
+            pending = {frag.index for frag, _ in futures}
+            failed: dict[int, _Failed] = {}
             for fut in as_completed([f for _, f in futures], loop=c.loop):
-                take(by_key[fut.key][0], fut)
+                frag = by_key[fut.key][0]
+                pending.discard(frag.index)
+                r = take(frag, fut, raise_failed=False)
+                if isinstance(r, _Failed):
+                    failed[frag.index] = r
+                if failed and min(failed) < min(pending, default=len(frags)):
+                    # the first bad fragment in input order, as a local run meets it (not the first to fail)
+                    bad = failed[min(failed)]
+                    raise bad.kind(bad.message)
             merged, join_info = _merge(plan, frags, results, joiner)
             res = make_result(plan, merged, join_info)
+            _finish(res, len(frags), on_result)
     finally:
-        for _, fut in futures:
-            fut.cancel()
+        for fut in [f for _, f in futures] + [plan_f] + ([joiner_f] if joiner_f is not None else []):
+            fut.cancel()  # a shared cluster keeps nothing of this run
+    return res
+
+
+def _finish(res: Result, fragments: int, on_result) -> None:
+    """Print the workers' warnings once (they ran in other processes), tag the engine, run ``on_result``
+    (the CLI's gates) -- all before a per-sample file is committed."""
     for w in res.warnings:
         print(f"lossctl: warning: {w}", file=sys.stderr)
-    res.extra.setdefault("engine", {"name": "dask", "fragments": len(frags)})
-    return res
+    res.extra.setdefault("engine", {"name": "dask", "fragments": fragments})
+    if on_result is not None:
+        on_result(res)
+
+
+def _outcome(frag: Fragment, fut, KilledWorker, FutureCancelledError):  # noqa: N803
+    try:
+        return fut.result()
+    except KilledWorker:
+        raise InputError(f"{frag.shown}: the Dask workers running this fragment died repeatedly (out of "
+                         f"memory?); see the workers' logs") from None
+    except FutureCancelledError:
+        raise InputError(f"{frag.shown}: the Dask task was cancelled (did the cluster shut down?)") from None
+
+
+def _identity(x):
+    return x
+
+
+class LabelScan:
+    """``options["label_scan"]`` of a fragment: (sorted label names of the whole input, {name: row}), the rows
+    in the fragment's own numbering (names first seen in other fragments after its own)."""
+
+    def __init__(self, names: list[str], rows: dict[str, int]):
+        self.names, self.rows = names, rows
+
+    def __call__(self):
+        return self.names, self.rows
+
+
+def scan_fragment(plan: Plan, frag: Fragment):
+    """The task: (sorted names, {name: first row within the fragment}) of the string target, or None."""
+    from .losses._labels import _scan_label_names
+
+    fplan = fragment_plan(plan, frag)
+    b = fplan.bindings["target"]
+    try:
+        with _captured_stderr():
+            return _scan_label_names(fplan.sources[b.source], b.columns[0], max(plan.batch_rows, 1 << 16))
+    except LossctlError as exc:
+        return _Failed(type(exc), exc.message)
+
+
+def _scan_labels(c, plan_f, plan: Plan, frags: list[Fragment], token: str, retries: int) -> list[dict] | None:
+    """Each fragment's options, with a label_scan that answers with the label names of every fragment."""
+    futs = [c.submit(scan_fragment, plan_f, f, retries=retries, pure=False, key=f"lossctl-labels-{f.index}-{token}")
+            for f in frags]
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    scans = []
+    for f, fut in zip(frags, futs):  # in input order: the first bad fragment is the one reported
+        r = _outcome(f, fut, KilledWorker, FutureCancelledError)
+        if isinstance(r, _Failed):
+            raise r.kind(r.message)
+        if r is None:  # nulls or not class labels: the main pass reports it, with its row
+            return None
+        scans.append(r)
+    first_seen: dict[str, tuple[int, int]] = {}
+    for i, (_, rows) in enumerate(scans):
+        for name, row in rows.items():
+            first_seen.setdefault(name, (i, row))
+    names = sorted(first_seen)
+    order = sorted(names, key=first_seen.__getitem__)
+    per_frag = []
+    for i, (f, (_, rows)) in enumerate(zip(frags, scans)):
+        # rows in the fragment's own numbering for the names it shows first; names first shown by other
+        # fragments keep their place in the input's order (before or after), which picks the same
+        # 'one too many' label as a local run
+        before = [n for n in order if first_seen[n][0] < i]
+        after = [n for n in order if first_seen[n][0] > i]
+        end = f.file_row_offset + (max(rows.values()) + 1 if rows else 0)
+        mine = {n: f.file_row_offset + r for n, r in rows.items() if first_seen[n][0] == i}
+        mine.update({n: f.file_row_offset - len(before) + k for k, n in enumerate(before)})
+        mine.update({n: end + k for k, n in enumerate(after)})
+        per_frag.append({**plan.options, "label_scan": LabelScan(names, mine)})
+    return per_frag
 
 
 def _merge(plan: Plan, frags: list[Fragment], results: list[_Done], joiner: _Joiner | None):
@@ -473,8 +616,17 @@ def _merge(plan: Plan, frags: list[Fragment], results: list[_Done], joiner: _Joi
     offset = 0
     omitted = 0
     codings: dict[str, str] = {}
+    classes: tuple[list, str] | None = None
     for frag, r in zip(frags, results):
         part = r.partial
+        found = part.memo.get("classes")
+        if found is not None:  # string labels: every fragment must have used the same class indices
+            if classes is None:
+                classes = (list(found), frag.shown)
+            elif list(found) != classes[0]:
+                raise InputError(f"{frag.shown}: the labels here fix the classes as {', '.join(map(str, found))} "
+                                 f"but {', '.join(map(str, classes[0]))} in {classes[1]}; pass --classes in "
+                                 f"score-column order")
         coding = part.memo.get("binary_coding")
         if coding is not None and coding not in codings:
             codings[coding] = frag.shown

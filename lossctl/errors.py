@@ -40,6 +40,13 @@ class GateFailed(LossctlError):
     exit_code = 1
 
 
+def shown(value, limit: int = 60) -> str:
+    """``repr`` of a value from the user's data for a message, cut to ``limit`` characters (a 200 kB field
+    must not become a 200 kB error line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'" + f" ({len(str(value))} characters)"
+
+
 def where(file: str | None = None, column: str | None = None, row: int | None = None) -> str:
     """Format the 'file, column, row' prefix of an input error message."""
     parts = []

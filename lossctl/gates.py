@@ -4,6 +4,7 @@ Grammar (a small hand-written scanner; nothing is ever passed to ``eval``)::
 
     gate    := loss [group] op number
     loss    := NAME [":" PARAM "=" VALUE ("," PARAM "=" VALUE)*]      -- as in -l: huber:delta=0.5
+             (NAME may be a plugin's PLUGIN:LOSS)
     group   := "(" "all" ")"                                          -- the overall row only
              | "(" item ("," item)* ")"
     item    := [COLUMN "="] VALUE          -- VALUE bare (no , ) = space) or quoted '...' / "..."
@@ -21,6 +22,7 @@ exit 1 (:class:`lossctl.errors.GateFailed`), raised by the caller after everythi
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -29,6 +31,7 @@ from .errors import GateFailed, UsageError
 OPS = ("<=", ">=", "<", ">")
 _NAME_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_CHARS = _NAME_START | set("0123456789-.")
+_PLUGIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,13 @@ class GateResult:
     passed: bool
     kind: str = "fail_if"
     detail: dict = field(default_factory=dict)
+    several: bool = True       # the gate checks several rows (so its name needs the group)
 
     @property
     def name(self) -> str:
         """A short unique name: the expression, with the group when the gate covers several rows."""
         g = _group_text(self.group)
-        return f"{self.expr} [{g}]" if g else self.expr
+        return f"{self.expr} [{g}]" if g and self.several else self.expr
 
     def describe(self) -> str:
         """'mse (region=north) = 0.36 > 0.25' -- the relation that holds, so a failure reads as its reason."""
@@ -269,6 +273,13 @@ def parse(text: str, option: str = "--fail-if") -> Gate:
     sc = _Scanner(text, option)
     sc.ws()
     loss = sc.name()
+    # a plugin's loss is PLUGIN:NAME (a ':' followed by a name and no '='), as in -l
+    while sc.peek() == ":":
+        m = _PLUGIN_NAME.match(sc.s, sc.i + 1)
+        if not m or sc.s[m.end():m.end() + 1] == "=":
+            break
+        sc.i = m.end()
+        loss = loss + ":" + m.group(0)
     params: list[tuple[str, str]] = []
     if sc.peek() == ":":
         sc.i += 1
@@ -313,7 +324,8 @@ def _matching_labels(gate: Gate, rows: Sequence[Any], option: str) -> list[str]:
     if not found:
         have = ", ".join(labels) or "none"
         raise UsageError(f"{option} {gate.expr!r}: {gate.loss_ref} is not among the evaluated losses ({have}); "
-                         f"add -l {gate.loss_ref}")
+                         + (f"add -l {gate.loss_ref}" if option.startswith("-") else
+                            f"add {gate.loss_ref!r} to the losses"))
     if len(found) > 1:
         raise UsageError(f"{option} {gate.expr!r}: {gate.loss} is evaluated with several parameter sets "
                          f"({', '.join(found)}); name one, e.g. '{found[0].replace('(', ':').rstrip(')')} "
@@ -417,6 +429,7 @@ def evaluate(gates: Sequence[Gate], res, option: str = "--fail-if") -> list[Gate
                                  f"the data; groups are: {', '.join(groups[:8])}{more}")
         for r in rows:
             out.append(check(g, label, r.group, r.value, ci=getattr(r, "ci", None)))
+            out[-1].several = len(rows) > 1
     return out
 
 
@@ -462,7 +475,7 @@ def print_table(results: Sequence[GateResult], out=None, title: str | None = Non
     """The gates as a rich table: gate, loss, group, value, threshold, result."""
     from rich.table import Table
 
-    from .render import console
+    from .render import console, print_whole
     t = Table(title=title)
     t.add_column("gate")
     t.add_column("group")
@@ -472,7 +485,7 @@ def print_table(results: Sequence[GateResult], out=None, title: str | None = Non
     for r in results:
         t.add_row(r.expr, _group_text(r.group) or "(all)", r.show(r.value), f"{r.op} {r.show(r.threshold)}",
                   "PASS" if r.passed else "FAIL")
-    console(out).print(t)
+    print_whole(console(out), t)
 
 
 def print_lines(results: Sequence[GateResult], file) -> None:

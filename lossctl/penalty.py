@@ -17,6 +17,10 @@ or list columns holding whole tensors); by default all numeric columns.  The sum
 batch with compensated summation (:class:`lossctl.state.SumState`), so the result does not depend on
 batching, and a :class:`PenaltyState` merges by adding.
 
+Command line (lossctl/cli_penalty.py): ``lossctl penalty weights.parquet --l1 0.01 --l2 0.001`` prints the
+norms and the penalty per column and in total; ``--risk VALUE`` or ``--add-to EVAL.json`` (the output of
+``lossctl eval -f json``, ``-`` for stdin) adds it to a loss result and reports risk + penalty.
+
 Python::
 
     >>> import numpy as np
@@ -207,8 +211,8 @@ def resolve_strengths(l1: float | None = None, l2: float | None = None, alpha: f
     if keras and sk:
         raise UsageError("give --l1/--l2 (Keras L1L2) or --alpha/--l1-ratio (scikit-learn ElasticNet), not both")
     if sk:
-        a, r = elastic_net_strengths(1.0 if alpha is None else alpha, 0.5 if l1_ratio is None else l1_ratio)
-        return a, r, "sklearn"
+        l1v, l2v = elastic_net_strengths(1.0 if alpha is None else alpha, 0.5 if l1_ratio is None else l1_ratio)
+        return l1v, l2v, "sklearn"
     if not keras:
         raise UsageError("no penalty strength given; pass --l1 and/or --l2 (or --alpha with --l1-ratio)")
     l1v, l2v = float(l1 or 0.0), float(l2 or 0.0)

@@ -17,8 +17,9 @@ the chain rule, or a finite difference for losses without one), panel 3 the impl
 Gaussian, absolute error a Laplace density), and left as is for classification, where it is the
 probability the loss implicitly gives the true class (exactly ``sigmoid(z)`` for cross-entropy).
 
-Images (PNG, SVG, PDF by extension) need matplotlib (``pip install 'lossctl[plot]'``); without it, or
-without ``-o``, the curves are drawn in the terminal with braille characters.
+Images (PNG, SVG, PDF by extension) need matplotlib (``pip install 'lossctl[plot]'``): ``-o`` without it
+is a usage error (exit 2) naming the extra.  Without ``-o`` the curves are drawn in the terminal with
+braille characters, which needs only rich.
 """
 from __future__ import annotations
 
@@ -111,8 +112,6 @@ def compute(specs: Sequence[str], *, sigmoid: bool = False, x_range: tuple[float
 
 def _series(req, x: np.ndarray, mode: str) -> Series:
     """One loss along ``x``: inputs built for its kind and space, gradient by the chain rule."""
-    from .api import BatchContext
-
     spec, params = req.spec, dict(req.params)
     n = len(x)
     s = _sigmoid(x)
@@ -143,22 +142,62 @@ def _series(req, x: np.ndarray, mode: str) -> Series:
         ins = {"pred": pred, "target": np.zeros(n)}
     for role in spec.roles:                      # other inputs (gaussian_nll's variance): ones
         ins.setdefault(role, np.ones(n))
-    prep = spec.extra.get("prepare")
+    analytic = spec.grad is not None
     with np.errstate(all="ignore"):
-        if prep is not None:
-            ins = prep(dict(ins), params, BatchContext({}, {"classes": None, "class_weights": None,
-                                                            "space": None}, {}))
+        ins, ok = _in_domain(spec, ins, params, n)
+        if not ok.any():
+            raise UsageError(f"{req.label} is not defined anywhere on {x[0]:g}..{x[-1]:g} (for example, "
+                             f"deviances need a positive prediction); choose another --range")
         args = [ins[role] for role in spec.roles]
-        loss = np.asarray(spec.fn(*args, **params), dtype=np.float64)
-        analytic = spec.grad is not None
+        loss = np.full(n, np.nan)
+        loss[ok] = np.asarray(spec.fn(*args, **params), dtype=np.float64)
         if analytic:
-            grad = np.asarray(chain(np.asarray(spec.grad(*args, **params), dtype=np.float64)), dtype=np.float64)
+            g_ok = np.asarray(spec.grad(*args, **params), dtype=np.float64)
+            g = np.full((n, *g_ok.shape[1:]), np.nan)
+            g[ok] = g_ok
+            grad = np.asarray(chain(g), dtype=np.float64)
         else:
             grad = _finite_difference(loss, x)
         loss = np.where(np.isfinite(loss), loss, np.nan)
         grad = np.where(np.isfinite(grad) & np.isfinite(loss), grad, np.nan)
         like = _likelihood(loss, x, normalise=mode == "residual")
     return Series(req.label, loss, grad, like, analytic)
+
+
+def _in_domain(spec, ins: dict, params: dict, n: int) -> tuple[dict, np.ndarray]:
+    """The loss's inputs after its ``prepare`` hook, restricted to the points the hook accepts.
+
+    A hook rejects inputs outside the loss's domain (a deviance's prediction <= 0, msle's <= -1) with an
+    InputError; the curve is then drawn only where the loss is defined.  Returns the prepared inputs of the
+    accepted points and the mask of those points."""
+    from .api import BatchContext
+    from .errors import InputError
+
+    prep = spec.extra.get("prepare")
+    everywhere = np.ones(n, dtype=bool)
+    if prep is None:
+        return ins, everywhere
+
+    memo: dict = {}                      # shared, so a hook's warning is printed once
+
+    def run(arrays):
+        ctx = BatchContext({}, {"classes": None, "class_weights": None, "space": None}, memo)
+        return prep(dict(arrays), params, ctx)
+
+    try:
+        return run(ins), everywhere
+    except InputError:
+        pass
+    ok = np.zeros(n, dtype=bool)
+    for i in range(n):                   # a few hundred one-row calls: cheap, and exact about the domain
+        try:
+            run({r: a[i:i + 1] for r, a in ins.items()})
+            ok[i] = True
+        except InputError:
+            pass
+    if not ok.any():
+        return ins, ok
+    return run({r: a[ok] for r, a in ins.items()}), ok
 
 
 def _finite_difference(loss: np.ndarray, x: np.ndarray) -> np.ndarray:

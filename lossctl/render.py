@@ -79,6 +79,22 @@ def console(file: TextIO | None = None, stderr: bool = False):
                    soft_wrap=False)
 
 
+def print_whole(con, table) -> None:
+    """Print a table without cropping its cells when the output is not a terminal (a CI log, a file):
+    rich would squeeze it into 80 columns and cut numbers short ("0.003…"); a terminal still fits it."""
+    if con.is_terminal:
+        con.print(table)
+        return
+    from rich.measure import Measurement
+    need = Measurement.get(con, con.options.update(width=10_000), table).maximum
+    width = con.width
+    con.width = max(width, need)
+    try:
+        con.print(table)
+    finally:
+        con.width = width
+
+
 def _group_text(group: dict | None) -> str:
     if not group:
         return "(all)"
@@ -122,7 +138,7 @@ def print_table(res, out: TextIO | None = None) -> None:
             ci = getattr(r, "ci", None) or {}
             cells += [fmt_value(ci.get("low")), fmt_value(ci.get("high"))]
         t.add_row(*cells)
-    con.print(t)
+    print_whole(con, t)
     if res.extra.get("omitted_rows"):
         con.print(f"omitted {res.extra['omitted_rows']} row(s) with NaN, inf or missing inputs (--nan-policy omit)")
     if res.output:

@@ -58,7 +58,7 @@ def junit_xml(outcomes: Sequence, suite_name: str = "lossctl check") -> str:
     root = ET.Element("testsuites", name=suite_name)
     tot = {"tests": 0, "failures": 0, "errors": 0}
     total_time = 0.0
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # UTC, as JUnit's xs:dateTime without a zone
     for o in outcomes:
         gates = _all_gates(o)
         n_fail = sum(1 for g in gates if not g.passed)
@@ -161,6 +161,7 @@ def markdown(outcomes: Sequence, title: str = "lossctl check") -> str:
                     cells.append(f"{_v(ci.get('low'))} – {_v(ci.get('high'))}")
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+        from .compare import fmt_p
         for c in o.comparisons:
             cmp = c.comparison
             if cmp is None:
@@ -173,7 +174,7 @@ def markdown(outcomes: Sequence, title: str = "lossctl check") -> str:
             for r in cmp.rows:
                 rel = "nan" if not math.isfinite(r.rel_delta) else f"{r.rel_delta * 100:+.3g}%"
                 lines.append(f"| {_md(r.label)} | {_md(_group(r.group))} | {_v(r.base)} | {_v(r.cand)} | "
-                             f"{_v(r.delta)} | {rel} | {_v(r.ci_low)} – {_v(r.ci_high)} | {_v(r.p_value)} |")
+                             f"{_v(r.delta)} | {rel} | {_v(r.ci_low)} – {_v(r.ci_high)} | {fmt_p(r.p_value)} |")
             lines.append("")
         if og:
             lines += ["| gate | group | value | fails if | result |", "|---|---|---:|---|---|"]

@@ -88,8 +88,11 @@ def versions() -> dict:
             "python": platform.python_version(), "implementation": sys.implementation.name}
 
 
-def build(*results, seed: int | None = None) -> dict:
-    """The signature of one or more :class:`lossctl.api.Result` (inputs are listed once each)."""
+def build(*results, seed: int | list[int] | None = None) -> dict:
+    """The signature of one or more :class:`lossctl.api.Result` (inputs are listed once each).
+
+    ``seed``: the bootstrap seed (a list when several were used); by default the one the results record.
+    """
     from .api import _jsonable_params
     sig: dict[str, Any] = versions()
     losses: list[dict] = []

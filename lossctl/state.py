@@ -20,10 +20,14 @@ _MASK_GROUPS = 32
 
 
 def _neumaier_add(hi: np.ndarray, lo: np.ndarray, x: np.ndarray) -> None:
-    """hi + lo += x, in place, elementwise, carrying the rounding error of each addition in lo."""
+    """hi + lo += x, in place, elementwise, carrying the rounding error of each addition in lo.
+
+    A sum that overflows to inf (or is NaN) has no rounding error to carry: lo is left alone there, so the
+    total is inf, not inf - inf = NaN."""
     t = hi + x
     big = np.abs(hi) >= np.abs(x)
-    lo += np.where(big, (hi - t) + x, (x - t) + hi)
+    with np.errstate(invalid="ignore"):
+        lo += np.where(np.isfinite(t), np.where(big, (hi - t) + x, (x - t) + hi), 0.0)
     hi[...] = t
 
 
@@ -54,10 +58,15 @@ class SumState:
 
     # -- building -------------------------------------------------------------------------------
     def _add_total(self, key: str, value: float) -> None:
-        hi = np.array([self.hi.get(key, 0.0)])
-        lo = np.array([self.lo.get(key, 0.0)])
-        _neumaier_add(hi, lo, np.array([value]))
-        self.hi[key], self.lo[key] = float(hi[0]), float(lo[0])
+        # _neumaier_add on scalars, in Python floats (the same IEEE operations, ~10x less overhead per batch)
+        hi = self.hi.get(key, 0.0)
+        x = float(value)
+        t = hi + x
+        if t - t == 0.0:  # t is finite (inf and NaN carry no rounding error; see _neumaier_add)
+            self.lo[key] = self.lo.get(key, 0.0) + (((hi - t) + x) if abs(hi) >= abs(x) else ((x - t) + hi))
+        else:
+            self.lo.setdefault(key, 0.0)
+        self.hi[key] = t
 
     def _grow(self, ngroups: int) -> None:
         if ngroups > len(self.grows):

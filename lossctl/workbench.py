@@ -428,7 +428,8 @@ def render(res, con) -> None:
                 t.add_row(f"{b['lo']:.3g}", f"{b['hi']:.3g}", str(b["count"]), bar(b["count"], biggest))
             con.print(t)
             q = "  ".join(f"{k} {fmt_value(h[k])}" for k in ("p50", "p90", "p99", "max"))
-            con.print(f"{label}: {q}  (DDSketch, ±{h['quantiles']['relative_accuracy']:.1%})")
+            con.print(f"{label}: {q}  (quantiles from a DDSketch, within ±{h['quantiles']['relative_accuracy']:.1%};"
+                      f" max exact)", soft_wrap=True)
 
 
 def _json_float(v):

@@ -7,9 +7,13 @@ masks.parquet       20 soft 8x8 segmentation masks, flattened: image_id, prob_ma
 pixels.parquet      the same masks one pixel per row: image_id, pixel, p, y  (Dice per image with --by image_id)
 boxes.csv           30 detections: image_id, pred_x1, pred_y1, pred_x2, pred_y2 (prediction, xyxy) and
                     x1, y1, x2, y2 (ground truth); one exact match, a few disjoint misses
+bad_boxes.csv       the first 5 of those boxes with x1 and x2 swapped in row 3 (an input error, exit 3)
 embeddings.parquet  64 SimCLR pairs of 16-d embeddings: z_i, z_j (lists), y (+1 similar / -1 dissimilar pair
                     label for cosine_embedding), s1, s2 (scores for margin_ranking, y = 1 when s1 should win)
 triplets.parquet    64 triplets of 16-d embeddings: a (anchor), p (positive), n (negative)
+weights.parquet     the weights of a one-hidden-layer MLP (8 inputs, 16 hidden units, 1 output), one row per
+                    hidden unit: w1 (list of its 8 input weights), b1 (its bias), w2 (its output weight) --
+                    160 weights for `lossctl penalty` (exclude the biases with --exclude 'b*')
 """
 from __future__ import annotations
 
@@ -82,6 +86,12 @@ def boxes(rng: np.random.Generator) -> None:
                     "pred_x1": pred[:, 0], "pred_y1": pred[:, 1], "pred_x2": pred[:, 2], "pred_y2": pred[:, 3],
                     "x1": gt[:, 0], "y1": gt[:, 1], "x2": gt[:, 2], "y2": gt[:, 3]})
     pcsv.write_csv(tbl, os.path.join(HERE, "boxes.csv"))
+    # an invalid prediction (x2 < x1) in row 3, for the input-error example
+    bad = pred[:5].copy()
+    bad[2, [0, 2]] = bad[2, [2, 0]]
+    pcsv.write_csv(pa.table({"pred_x1": bad[:, 0], "pred_y1": bad[:, 1], "pred_x2": bad[:, 2], "pred_y2": bad[:, 3],
+                             "x1": gt[:5, 0], "y1": gt[:5, 1], "x2": gt[:5, 2], "y2": gt[:5, 3]}),
+                   os.path.join(HERE, "bad_boxes.csv"))
 
 
 def embeddings(rng: np.random.Generator) -> None:
@@ -106,11 +116,22 @@ def embeddings(rng: np.random.Generator) -> None:
                    os.path.join(HERE, "triplets.parquet"))
 
 
+def weights(rng: np.random.Generator) -> None:
+    hidden, inputs = 16, 8
+    w1 = np.round(rng.normal(0.0, 1.0 / np.sqrt(inputs), size=(hidden, inputs)), 4)
+    w1[rng.uniform(size=w1.shape) < 0.2] = 0.0        # some exact zeros, as after L1 training
+    b1 = np.round(rng.normal(0.0, 0.1, size=hidden), 4)
+    w2 = np.round(rng.normal(0.0, 1.0 / np.sqrt(hidden), size=hidden), 4)
+    pq.write_table(pa.table({"w1": _list_col(w1), "b1": b1, "w2": w2}),
+                   os.path.join(HERE, "weights.parquet"))
+
+
 def main() -> None:
     rng = np.random.default_rng(20261205)
     masks(rng)
     boxes(rng)
     embeddings(rng)
+    weights(rng)
 
 
 if __name__ == "__main__":

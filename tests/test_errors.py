@@ -333,3 +333,153 @@ def test_failed_streaming_run_leaves_no_output_file(tmp_path):
     assert res.exit_code == 3
     assert res.stderr.count("\n") == 1 and "row 42" in res.stderr and "Traceback" not in res.stderr
     assert list(out.parent.iterdir()) == []
+
+
+# -- --nan-policy error|omit|propagate ------------------------------------------------------------------------
+def _nan_table():
+    """13 rows: NaN predictions at rows 3, 5, 8 (1-based), an inf target at row 11, a missing target at 12."""
+    p = [1.0, 2.0, None, 4.0, None, 6.0, 7.0, None, 9.0, 10.0, 11.0, 12.0, 13.0]
+    p = [float("nan") if v is None else v for v in p]
+    t = [0.5 * i for i in range(13)]
+    t[10] = float("inf")
+    t = [None if i == 11 else v for i, v in enumerate(t)]
+    return pa.table({"y_pred": pa.array(p), "y_true": pa.array(t, pa.float64()),
+                     "g": pa.array(list("ababababababa")), "w": pa.array([1.0 + (i % 3) for i in range(13)])})
+
+
+BAD_ROWS = {3, 5, 8, 11, 12}
+
+
+def _kept(tbl):
+    return [(i + 1, r) for i, r in enumerate(tbl.to_pylist()) if i + 1 not in BAD_ROWS]
+
+
+def test_nan_policy_error_names_the_first_offending_rows(tmp_path):
+    path = write(_nan_table(), tmp_path / "n.parquet")
+    msg = run_err(["eval", path, "-l", "mse"], 3)
+    _where(msg, file=path, column="y_pred", row=3)
+    assert "3 such rows" in msg and "rows 3, 5, 8" in msg and "--nan-policy omit" in msg
+    # the same, in a later batch: rows are counted over the whole input
+    msg = run_err(["eval", path, "-l", "mse", "--batch-size", "4"], 3)
+    _where(msg, file=path, column="y_pred", row=3)
+    tbl = _nan_table()
+    path = write(tbl.set_column(0, "y_pred", pa.array([1.0] * 13)), tmp_path / "t.parquet")
+    msg = run_err(["eval", path, "-l", "mse", "--batch-size", "4"], 3)
+    _where(msg, file=path, column="y_true", row=11)   # the inf in the third batch, before the missing value
+    assert "inf" in msg
+
+
+def test_nan_policy_omit_counts_rows_in_json_and_table(tmp_path):
+    import json
+    import math
+
+    from conftest import run_ok
+    tbl = _nan_table()
+    path = write(tbl, tmp_path / "n.parquet")
+    kept = _kept(tbl)
+    exp = math.fsum((r["y_pred"] - r["y_true"]) ** 2 for _, r in kept) / len(kept)
+    wexp = (math.fsum(r["w"] * (r["y_pred"] - r["y_true"]) ** 2 for _, r in kept)
+            / math.fsum(r["w"] for _, r in kept))
+    for batch in ("1000", "4", "1"):
+        doc = json.loads(run_ok(["eval", path, "-l", "mse", "--nan-policy", "omit", "--format", "json",
+                                 "--batch-size", batch]).stdout)
+        assert doc["nan_policy"] == "omit" and doc["omitted_rows"] == len(BAD_ROWS)
+        assert doc["rows_evaluated"] == 13 - len(BAD_ROWS)
+        assert doc["results"][0]["count"] == 13 - len(BAD_ROWS)
+        assert doc["results"][0]["value"] == pytest.approx(exp, rel=1e-15)
+        doc = json.loads(run_ok(["eval", path, "-l", "mse", "-w", "w", "--nan-policy", "omit", "--format", "json",
+                                 "--batch-size", batch]).stdout)
+        assert doc["results"][0]["value"] == pytest.approx(wexp, rel=1e-15)
+    out = run_ok(["eval", path, "-l", "mse", "--nan-policy", "omit"]).stdout
+    assert "omitted 5 row(s)" in out
+    # the default policy is error: no omitted count without asking
+    doc = json.loads(run_ok(["eval", write(tbl.slice(0, 2), tmp_path / "ok.parquet"), "-l", "mse",
+                             "--format", "json"]).stdout)
+    assert "omitted_rows" not in doc and "nan_policy" not in doc
+
+
+def test_nan_policy_omit_keeps_input_row_numbers_in_per_sample_output(tmp_path):
+    import pyarrow.parquet as pq
+
+    from conftest import run_ok
+    tbl = _nan_table()
+    path = write(tbl, tmp_path / "n.parquet")
+    out = tmp_path / "o.parquet"
+    run_ok(["eval", path, "-l", "mse", "--nan-policy", "omit", "-r", "none", "-o", out, "--batch-size", "4",
+            "--format", "json"])
+    got = pq.read_table(out).to_pylist()
+    kept = _kept(tbl)
+    assert [r["row"] for r in got] == [i for i, _ in kept]
+    assert [r["mse"] for r in got] == [(r["y_pred"] - r["y_true"]) ** 2 for _, r in kept]
+
+
+def test_nan_policy_omit_counts_weights_and_missing_csv_fields(tmp_path):
+    import json
+
+    from conftest import run_ok
+    path = tmp_path / "n.csv"
+    path.write_text("y_pred,y_true,w\n1,2,1\n,3,1\n4,5,nan\n6,,1\n8,8,\n1,1,1\n")
+    doc = json.loads(run_ok(["eval", path, "-l", "mae", "-w", "w", "--nan-policy", "omit", "--format",
+                             "json"]).stdout)
+    assert doc["omitted_rows"] == 4 and doc["results"][0]["count"] == 2
+    assert doc["results"][0]["value"] == 0.5
+    # a column that is missing everywhere in a batch (Arrow's null type) is omitted too, not an error
+    path.write_text("y_pred,y_true\nnan,1\n")
+    msg = run_err(["eval", path, "-l", "mse", "--nan-policy", "omit"], 3)
+    assert "all 1 rows" in msg and "omit" in msg
+
+
+def test_nan_policy_propagate(tmp_path):
+    import json
+
+    from conftest import run_ok
+    tbl = _nan_table()
+    path = write(tbl, tmp_path / "n.parquet")
+    doc = json.loads(run_ok(["eval", path, "-l", "mse,mae", "--nan-policy", "propagate", "--by", "g",
+                             "--format", "json"]).stdout)
+    assert doc["nan_policy"] == "propagate" and doc["omitted_rows"] == 0
+    overall = [r for r in doc["results"] if r["group"] is None]
+    assert [r["value"] for r in overall] == [None, None] and all(r["count"] == 13 for r in overall)
+    assert run_ok(["eval", path, "-l", "mse", "--nan-policy", "propagate", "--value"]).stdout == "nan\n"
+    # a group without bad rows keeps its value
+    clean = write(tbl.slice(0, 2), tmp_path / "clean.parquet")
+    a = run_ok(["eval", clean, "-l", "mse", "--nan-policy", "propagate", "--value"]).stdout
+    b = run_ok(["eval", clean, "-l", "mse", "--value"]).stdout
+    assert a == b and a != "nan\n"
+    assert "nan" in run_ok(["eval", path, "-l", "mse", "--nan-policy", "propagate"]).stdout
+    # a gate on a NaN value fails (exit 1): a gate must be shown to hold
+    from conftest import invoke
+    res = invoke(["eval", path, "-l", "mse", "--nan-policy", "propagate", "--fail-if", "mse > 100", "--value"])
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+
+
+def test_nan_policy_unknown_value(dyadic_csv):
+    from conftest import invoke
+    _, path = dyadic_csv
+    res = invoke(["eval", path, "-l", "mse", "--nan-policy", "ignore"])
+    assert res.exit_code == 2 and "--nan-policy" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_large_csv_quoted_line_break_split_by_the_range_reader(tmp_path):
+    """Files over 4 MiB are parsed in byte ranges cut at line ends; a quoted field holding a line break that
+    a cut lands in must be an error that says so (never a silent mis-parse).  Small ranges stand in for the
+    16 MiB ones here."""
+    import pyarrow as pa
+
+    from lossctl.errors import InputError
+    from lossctl.io.sources import open_source
+    text = ("note,y_pred,y_true\n" + "".join(f"n{i},{i % 10},{i % 7}\n" for i in range(900)) + '"aaaa\nbbbb",1,2\n'
+            + "".join(f"n{i},{i % 10},{i % 7}\n" for i in range(100)))
+    path = tmp_path / "q.csv"
+    path.write_text(text)
+    src = open_source(str(path))
+    cut = text.index('"aaaa') + 3 - (text.index("\n") + 1)
+    types = {"y_pred": pa.float64(), "y_true": pa.float64()}
+    with pytest.raises(InputError) as err:
+        list(src._csv_ranges(["y_pred", "y_true"], types, str(path), chunk_bytes=cut))
+    msg = str(err.value)
+    _where(msg, file=path, row=901)
+    assert "line breaks" in msg and "Parquet" in msg
+    # without a cut inside the quotes the same reader reads it (and agrees with the one-block reader)
+    rows = sum(b.num_rows for b in src._csv_ranges(["y_pred", "y_true"], types, str(path), chunk_bytes=1 << 20))
+    assert rows == 1001

@@ -4,6 +4,9 @@ For each registered loss of kind 'regression' (a new loss is covered the moment 
 no weights == all-ones weights; integer weights == repeated rows; zero weight == dropped row; scaling all
 weights changes nothing (mean) or scales the sum; any batch size and any row order give the same value.
 All to 1e-12 relative, through the Python API (``lossctl.evaluate``) on Parquet files.
+tests/test_properties.py checks the same properties with hypothesis-drawn data for every loss of every
+kind (classification, masks, boxes, embeddings too); tests/test_determinism.py across thread counts and
+engines.
 """
 from __future__ import annotations
 
@@ -114,7 +117,7 @@ def files(tmp_path_factory):
 def _value(path, case, cols, **kw):
     res = lossctl.evaluate(str(path), [case], columns=cols, **kw)
     (v,) = [r.value for r in res.results if r.group is None]
-    assert math.isfinite(v), (name, kw, v)
+    assert math.isfinite(v), (case, kw, v)
     return v
 
 

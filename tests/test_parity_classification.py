@@ -5,9 +5,9 @@ Reference values come from the real libraries, called here: torch 2.13.0 (torch.
 
 Where the reference is not installable the golden values are computed from the reference's own source
 formula with torch ops, and say so:
-* torchvision.ops.sigmoid_focal_loss: torchvision 0.28.0 (the release pinned to torch 2.13.0) downloads but
-  does not import beside this torch build (its C extension fails: "operator torchvision::nms does not exist"),
-  so ``_torchvision_sigmoid_focal`` transcribes its body (torchvision/ops/focal_loss.py, 0.28.0) in torch ops.
+* torchvision.ops.sigmoid_focal_loss: torchvision cannot be installed beside the torch 2.13.0 CPU build used
+  here, so ``_torchvision_sigmoid_focal`` transcribes its body (torchvision/ops/focal_loss.py: BCE with logits
+  times (1 - p_t)^gamma, times alpha_t when alpha >= 0) in torch ops and the tests compare against that.
 * keras.losses.CategoricalFocalCrossentropy / SquaredHinge, optax perceptron_loss: Keras and optax are not
   installed; ``_keras_categorical_focal`` transcribes keras/src/losses/losses.py (Keras 3), and one check uses
   the float32 value printed in Keras's own docstring.
@@ -366,7 +366,7 @@ def test_soft_margin_mean_matches_torch(data):
 
 
 def _torchvision_sigmoid_focal(inputs, targets, alpha=0.25, gamma=2.0):
-    """torchvision/ops/focal_loss.py (0.28.0) sigmoid_focal_loss body, reduction='none' (see module doc)."""
+    """torchvision/ops/focal_loss.py sigmoid_focal_loss body, reduction='none' (see module doc)."""
     p = torch.sigmoid(inputs)
     ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
@@ -658,7 +658,8 @@ def test_softmax_focal_matches_keras_formula(data):
         P = data.draw(prob_rows(n, c)) * data.draw(st.sampled_from([1.0, 1.0 - 1e-7]))
         vals, _, _ = run("softmax_focal", P, y, alpha=alpha, gamma=gamma, label_smoothing=ls)
         ref = _keras_categorical_focal(t64(Y), t64(P), alpha, gamma, False, ls)
-        x = np.log(P)
+        with np.errstate(divide="ignore"):
+            x = np.log(P)
     # Keras's (1 - p)^gamma is ill-conditioned where p -> 1: an ulp of p (softmax rounding differs between
     # libraries) moves it by gamma * eps / (1 - p) relative; allow that on top of 1e-10
     p = np.clip(np.exp(x - x.max(1, keepdims=True)) / np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True),
@@ -743,7 +744,7 @@ def test_numeric_labels_integral_and_in_range():
 
 
 def test_probabilities_validated():
-    with pytest.raises(InputError, match=r"row 2: probability 1.5 is outside \[0, 1\]; pass --logits"):
+    with pytest.raises(InputError, match=r"row 2: probability 1.5 is outside \[0, 1\]; for logits use bce_with_logits"):
         _prep("bce", np.array([0.5, 1.5]), np.array([0.0, 1.0]))
     with pytest.raises(InputError, match=r"row 1: probability -0.1"):
         _prep("log_loss", np.array([[-0.1, 1.1]]), np.array([0.0]))
@@ -802,3 +803,105 @@ def test_fake_ctx_contract_matches_real_batch_context():
     with pytest.raises(InputError, match=r"^scores.csv, column 'label', row 103: label 'daisy' is not one of"):
         ctx.options = {"classes": ["a", "b"]}
         _prep("log_loss", np.full((3, 2), 0.5), np.array(["a", "b", "daisy"]), ctx)
+
+
+# == row sums: warn (sklearn / torch), error, renormalize (Keras) ===========================================
+@SETTINGS
+@given(st.data())
+def test_log_loss_and_brier_renormalize_match_sklearn_on_normalised_rows(data):
+    n, c = data.draw(N), data.draw(C)
+    P = data.draw(prob_rows(n, c, zeros=False))
+    scale = data.draw(col(st.floats(0.3, 1.0), n))
+    raw = P * scale[:, None]  # rows summing to 0.3..1, all entries in [0, 1]
+    y = data.draw(labels(n, c))
+    w = data.draw(col(st.floats(0.01, 5), n))
+    Pn = raw / raw.sum(axis=1, keepdims=True)
+    _, mean, _ = run("log_loss", raw, y, weights=w, row_sums="renormalize")
+    close(mean, skm.log_loss(y, Pn, labels=list(range(c)), sample_weight=w))
+    _, mean, _ = run("brier", raw, y, weights=w, row_sums="renormalize")
+    close(mean, skm.brier_score_loss(y, Pn, labels=list(range(c)), sample_weight=w), atol=1e-300)
+
+
+def test_log_loss_keras_convention_is_reachable():
+    # keras.losses.CategoricalCrossentropy: y_pred / sum(y_pred), then clip to [1e-7, 1 - 1e-7]
+    # (keras/src/backend/*/nn.py categorical_crossentropy); transcribed in torch ops, Keras is not installed
+    raw = np.array([[0.0, 0.5, 0.3], [0.2, 0.2, 0.2], [0.6, 0.0, 0.4]])
+    y = np.array([0.0, 2.0, 1.0])
+    vals, _, _ = run("log_loss", raw, y, eps=1e-7, row_sums="renormalize")
+    out = t64(raw) / t64(raw).sum(-1, keepdim=True)
+    ref = -(F.one_hot(torch.as_tensor(y.astype(np.int64)), 3) * torch.log(torch.clamp(out, 1e-7, 1 - 1e-7))).sum(-1)
+    close(vals, ref.numpy())
+    assert vals[0] == pytest.approx(-math.log(1e-7), rel=1e-12)  # Keras's 16.12 at p = 0 (sklearn 36.04)
+
+
+@pytest.mark.parametrize("name, kw, pred", [
+    ("log_loss", {}, [[0.5, 0.5], [0.3, 0.3]]),
+    ("brier", {}, [[0.5, 0.5], [0.3, 0.3]]),
+    ("cross_entropy", {"space": "probabilities"}, [[0.5, 0.5], [0.3, 0.3]]),
+    ("nll", {}, np.log([[0.5, 0.5], [0.3, 0.3]])),
+    ("kl_div", {"space": "probabilities"}, [[0.5, 0.5], [0.3, 0.3]]),
+])
+def test_row_sums_error_names_the_row(name, kw, pred, capsys):
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.array([0.0, 1.0]) if name != "kl_div" else np.array([[0.5, 0.5], [0.5, 0.5]])
+    run(name, pred, target, **kw)  # default: a warning, the values as given
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "row " in err and "sum to" in err
+    with pytest.raises(InputError, match=r"column 'p', row 2: probabilities sum to 0\.6"):
+        run(name, pred, target, row_sums="error", **kw)
+
+
+def test_cross_entropy_soft_target_rows_error():
+    T = np.array([[0.5, 0.5], [0.7, 0.7]])
+    with pytest.raises(InputError, match=r"column 'label', row 2: probabilities sum to 1\.4"):
+        run("cross_entropy", np.zeros((2, 2)), T, row_sums="error")
+
+
+def test_renormalize_rejects_all_zero_rows():
+    with pytest.raises(InputError, match=r"row 2: all probabilities are 0"):
+        run("log_loss", np.array([[0.5, 0.5], [0.0, 0.0]]), np.array([0.0, 1.0]), row_sums="renormalize")
+
+
+def test_renormalized_log_loss_gradient_matches_torch_autograd():
+    raw = np.array([[0.2, 0.5, 0.1], [0.3, 0.3, 0.3]])
+    y = np.array([1.0, 2.0])
+    spec = registry.get("log_loss")
+    g = spec.grad(raw, y, **spec.resolve_params({"row_sums": "renormalize"}))
+    p = t64(raw).requires_grad_(True)
+    q = torch.clamp(p / p.sum(-1, keepdim=True), EPS, 1 - EPS)
+    (-(F.one_hot(torch.tensor([1, 2]), 3) * torch.log(q)).sum()).backward()
+    close(g, p.grad.numpy())
+
+
+def test_kl_div_logits_of_1e4_match_torch():
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]])
+    P = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+    vals, _, _ = run("kl_div", x, P, space="logits")
+    close(vals, F.kl_div(F.log_softmax(t64(x), 1), t64(P), reduction="none").sum(1).numpy())
+    assert np.isfinite(vals).all()
+
+
+@SETTINGS
+@given(st.data())
+def test_cross_entropy_norm_rows_is_the_plain_mean_of_torch_per_sample_values(data):
+    n, c = data.draw(N), data.draw(C)
+    x = data.draw(mat(LOGIT, n, c))
+    y = data.draw(labels(n, c))
+    y[data.draw(st.integers(0, n - 1))] = -100
+    cw = tuple(data.draw(st.lists(st.floats(0.1, 5), min_size=c, max_size=c)))
+    s = data.draw(col(st.floats(0.01, 5), n))
+    eps = data.draw(st.one_of(st.just(0.0), st.floats(0, 1)))
+    yt = torch.as_tensor(y.astype(np.int64))
+    per = F.cross_entropy(t64(x), yt, weight=t64(cw), label_smoothing=eps, reduction="none").numpy()
+    valid = y != -100
+    ref = np.sum((s * per)[valid]) / np.sum(s[valid]) if valid.any() else math.nan
+    _, mean, _ = run("cross_entropy", x, y, weights=s, class_weights=cw, label_smoothing=eps, norm="rows")
+    if math.isnan(ref):
+        assert math.isnan(mean)
+    else:
+        close(mean, ref, atol=1e-12)
+    lp = np.log(data.draw(prob_rows(n, c, zeros=False)))
+    per = F.nll_loss(t64(lp), yt, weight=t64(cw), reduction="none").numpy()
+    _, mean, _ = run("nll", lp, y, class_weights=cw, norm="rows")
+    if valid.any():
+        close(mean, per[valid].mean())

@@ -629,3 +629,192 @@ def test_invalid_box_row_number_through_the_pipeline(tmp_path):
     path.write_text("x1,y1,x2,y2,gx1,gy1,gx2,gy2\n0,0,1,1,0,0,1,1\n0,0,1,1,0,0,1,1\n3,0,1,1,0,0,1,1\n")
     with pytest.raises(InputError, match=r"bad.csv, column 'x1,...,y2 \(4 columns\)', row 3: invalid box: x2=1.0 < x1=3.0"):
         lossctl.evaluate(str(path), ["giou"], pred="x1,y1,x2,y2", target="gx1,gy1,gx2,gy2", batch_rows=2)
+
+
+# ============================================================================ box chunks and merge order ===
+@pytest.mark.parametrize("name", BOX_LOSSES)
+@settings(max_examples=25, deadline=None)
+@given(data=box_pairs(), seed=st.integers(0, 2**31 - 1))
+def test_box_chunk_and_merge_order_invariance(name, data, seed):
+    pred, target = data
+    n = len(pred)
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, n), rng.randint(0, n - 1))) if n > 1 else []
+    bounds = [0, *cuts, n]
+    w = np.array([rng.choice([0.5, 1.0, 2.0, 3.0]) for _ in range(n)])
+    _, _, whole_values, _ = run_spec(name, {"pred": pred, "target": target})
+    states = []
+    for a, b in zip(bounds, bounds[1:]):
+        _, _, v, _ = run_spec(name, {"pred": pred[a:b], "target": target[a:b]})
+        np.testing.assert_array_equal(v, whole_values[a:b])
+        s = SumState()
+        s.update({"loss": v, "_w": 1.0}, w[a:b])
+        states.append(s)
+    rng.shuffle(states)
+    acc = SumState()
+    for s in states:
+        acc.merge(s)
+    assert acc.total("loss") / acc.total("_w") == pytest.approx(math.fsum(w * whole_values) / w.sum(), rel=1e-12)
+
+
+def test_box_pipeline_independent_of_batch_size():
+    vals = {}
+    for b in (1, 4, 7, 1000):
+        res = lossctl.evaluate(f"{SAMPLES}/boxes.csv", list(BOX_LOSSES), pred="pred_x1,pred_y1,pred_x2,pred_y2",
+                               target="x1,y1,x2,y2", batch_rows=b, by="image_id")
+        vals[b] = [(r.label, r.group and r.group["image_id"], r.value) for r in res.results]
+    for b in (4, 7, 1000):
+        for (l0, g0, v0), (l1, g1, v1) in zip(vals[1], vals[b]):
+            assert (l0, g0) == (l1, g1) and v1 == pytest.approx(v0, rel=1e-12)
+
+
+# ============================================================================ the issue's commands (CLI) ===
+from conftest import invoke, run_err  # noqa: E402
+
+
+def _cli_values(args):
+    res = invoke(args + ["-f", "json"])
+    assert res.exit_code == 0, (res.exit_code, res.stderr)
+    import json
+    return json.loads(res.stdout)["results"]
+
+
+def test_issue_command_masks():
+    tbl = pq.read_table(f"{SAMPLES}/masks.parquet")
+    p = np.array(tbl.column("prob_mask").to_pylist())
+    t = np.array(tbl.column("mask").to_pylist(), dtype=np.float64)
+    got = _cli_values(["eval", f"{SAMPLES}/masks.parquet", "-l", "dice", "-l", "iou", "-l",
+                       "tversky:alpha=0.3,beta=0.7", "--pred", "prob_mask", "--target", "mask"])
+    assert [r["label"] for r in got] == ["dice", "iou", "tversky(alpha=0.3,beta=0.7)"]
+    for r, (name, kw) in zip(got, [("dice", {}), ("iou", {}), ("tversky", {"alpha": 0.3, "beta": 0.7})]):
+        assert r["value"] == pytest.approx(_ref_mask(name, p, t, dataset=True, **kw)[0], rel=1e-12)
+    # average=sample with smoothing: optax's per-mask mean
+    got = _cli_values(["eval", f"{SAMPLES}/masks.parquet", "-l", "dice:average=sample,smooth=1", "--pred",
+                       "prob_mask", "--target", "mask"])
+    assert got[0]["value"] == pytest.approx(float(np.mean(_ref_mask("dice", p, t, smooth=1.0))), rel=1e-12)
+
+
+def test_issue_command_pixels_by_image():
+    tbl = pq.read_table(f"{SAMPLES}/pixels.parquet")
+    img = np.array(tbl.column("image_id").to_pylist())
+    p = np.array(tbl.column("p").to_pylist())
+    y = np.array(tbl.column("y").to_pylist(), dtype=np.float64)
+    got = _cli_values(["eval", f"{SAMPLES}/pixels.parquet", "-l", "dice", "--pred", "p", "--target", "y",
+                       "--by", "image_id", "--batch-size", "100"])
+    assert got[0]["group"] is None
+    assert got[0]["value"] == pytest.approx(_ref_mask("dice", p[None, :], y[None, :])[0], rel=1e-12)
+    groups = {r["group"]["image_id"]: r["value"] for r in got[1:]}
+    assert sorted(groups) == sorted(set(img.tolist()))
+    empty = 0
+    for g, v in groups.items():
+        m = img == g
+        if not p[m].any() and not y[m].any():
+            # image 10: both masks empty, 0/0 in the reference with smooth 0; lossctl's convention is 0, the
+            # reference's value with any smooth > 0
+            empty += 1
+            assert v == 0.0 and _ref_mask("dice", p[m][None, :], y[m][None, :], smooth=1.0)[0] == 0.0
+            continue
+        assert v == pytest.approx(_ref_mask("dice", p[m][None, :], y[m][None, :])[0], rel=1e-12, abs=1e-15)
+    assert empty == 1
+
+
+def test_issue_command_boxes_and_formats(tmp_path):
+    import pyarrow.csv as pcsv
+    tbl = pcsv.read_csv(f"{SAMPLES}/boxes.csv")
+    pred = np.column_stack([tbl.column(c).to_numpy() for c in ("pred_x1", "pred_y1", "pred_x2", "pred_y2")])
+    gt = np.column_stack([tbl.column(c).to_numpy() for c in ("x1", "y1", "x2", "y2")])
+    got = _cli_values(["eval", f"{SAMPLES}/boxes.csv", "-l", "giou", "-l", "diou", "-l", "ciou", "--pred",
+                       "pred_x1,pred_y1,pred_x2,pred_y2", "--target", "x1,y1,x2,y2"])
+    for r in got:
+        assert r["value"] == pytest.approx(math.fsum(reference_boxes(r["loss"], pred, gt)) / len(pred), rel=1e-12)
+    # the same boxes written as xywh and cxcywh give the same values
+    def xywh(b):
+        return np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
+
+    def cxcywh(b):
+        return np.column_stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
+    for fmt, conv in (("xywh", xywh), ("cxcywh", cxcywh)):
+        P, G = conv(pred), conv(gt)
+        path = tmp_path / f"{fmt}.csv"
+        pcsv.write_csv(pa.table({f"p{j}": P[:, j] for j in range(4)} | {f"g{j}": G[:, j] for j in range(4)}), path)
+        got = _cli_values(["eval", str(path), "-l", f"giou:box_format={fmt}", "-l", f"ciou:box_format={fmt}",
+                           "--pred", "p*", "--target", "g*"])
+        for r in got:
+            exp = math.fsum(reference_boxes(r["loss"], P, G, fmt)) / len(P)
+            assert r["value"] == pytest.approx(exp, rel=1e-10)
+
+
+def test_invalid_box_is_exit_3_naming_the_row(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("x1,y1,x2,y2,gx1,gy1,gx2,gy2\n0,0,1,1,0,0,1,1\n0,0,1,1,0,0,1,1\n3,0,1,1,0,0,1,1\n")
+    msg = run_err(["eval", str(path), "-l", "giou", "--pred", "x1,y1,x2,y2", "--target", "gx1,gy1,gx2,gy2"], 3)
+    assert msg.startswith(f"{path}, column 'x1,...,y2 (4 columns)', row 3: invalid box: x2=1.0 < x1=3.0")
+    msg = run_err(["eval", f"{SAMPLES}/bad_boxes.csv", "-l", "ciou", "--pred", "pred_x1,pred_y1,pred_x2,pred_y2",
+                   "--target", "x1,y1,x2,y2"], 3)
+    assert msg.startswith(f"{SAMPLES}/bad_boxes.csv, column 'pred_x1,...,pred_y2 (4 columns)', row 3: invalid box: "
+                          f"x2=210.62 < x1=284.22")
+    neg = tmp_path / "neg.csv"
+    neg.write_text("x,y,w,h,gx,gy,gw,gh\n0,0,1,1,0,0,1,1\n0,0,1,-2,0,0,1,1\n")
+    msg = run_err(["eval", str(neg), "-l", "diou:box_format=xywh", "--pred", "x,y,w,h", "--target",
+                   "gx,gy,gw,gh"], 3)
+    assert "row 2: invalid box: negative height -2.0 (box_format=xywh" in msg
+    msg = run_err(["eval", f"{SAMPLES}/masks.parquet", "-l", "dice", "--pred", "prob_mask", "--target", "mask",
+                   "--by", "image_id", "-l", "dice:smooth=-1"], 2)
+    assert "smooth" in msg
+
+
+# ============================================================================ explain ===
+@pytest.mark.parametrize("name", MASK_LOSSES + BOX_LOSSES)
+def test_explain_is_complete_and_its_example_runs(name, monkeypatch):
+    import shlex
+    spec = registry.get(name)
+    for field in ("summary", "formula", "latex", "reference", "when", "example", "space", "reduction_note"):
+        assert getattr(spec, field).strip(), field
+    assert spec.related and all(registry.get(r) for r in spec.related)
+    assert spec.params and all(p.help and p.range_text() for p in spec.params)
+    res = invoke(["explain", name])
+    assert res.exit_code == 0, res.stderr
+    assert spec.formula in res.stdout and spec.example in res.stdout and spec.reference in res.stdout
+    monkeypatch.chdir(SAMPLES.rsplit("/", 1)[0])
+    args = shlex.split(spec.example)
+    assert args[:2] == ["lossctl", "eval"] and args[2].startswith("sample_data/")
+    res = invoke(args[1:])
+    assert res.exit_code == 0, res.stderr
+    assert spec.name in res.stdout
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_per_class_masks_through_the_cli(tmp_path, logits):
+    rng = np.random.default_rng(17)
+    n, m, c = 7, 12, 3
+    labels = rng.integers(0, c, size=(n, m))
+    labels[0] = 0                                  # row 1's target has no pixel of classes 1 and 2
+    onehot = np.eye(c)[labels].reshape(n, -1)
+    scores = rng.normal(0, 2, size=(n, m, c)) if logits else rng.dirichlet(np.ones(c), size=(n, m))
+    flat = scores.reshape(n, -1)
+    k = m * c
+    offs = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    path = tmp_path / "mc.parquet"
+    pq.write_table(pa.table({"p": pa.ListArray.from_arrays(offs, pa.array(flat.reshape(-1))),
+                             "t": pa.ListArray.from_arrays(offs, pa.array(onehot.reshape(-1)))}), path)
+    args = ["eval", str(path), "-l", "dice:classes=3", "-l", "iou:classes=3,average=sample", "--pred", "p",
+            "--target", "t", "--batch-size", "2"] + (["--logits"] if logits else [])
+    got = _cli_values(args)
+    exp_dice = _ref_mask("dice", flat, onehot, classes=c, logits=logits, dataset=True)[0]
+    exp_iou = float(np.mean(_ref_mask("iou", flat, onehot, classes=c, logits=logits)))
+    assert got[0]["value"] == pytest.approx(exp_dice, rel=1e-12)
+    assert got[1]["value"] == pytest.approx(exp_iou, rel=1e-12)
+
+
+def test_boxes_as_list_columns(tmp_path):
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 50, size=(9, 2))
+    pred = np.concatenate([xy, xy + rng.uniform(1, 30, size=(9, 2))], axis=1)
+    gt = pred + rng.normal(0, 4, size=(9, 4))
+    gt[:, 2:] = np.maximum(gt[:, 2:], gt[:, :2] + 0.5)
+    path = tmp_path / "lb.parquet"
+    pq.write_table(pa.table({"pb": pa.FixedSizeListArray.from_arrays(pa.array(pred.reshape(-1)), 4),
+                             "gb": [list(map(float, r)) for r in gt]}), path)
+    got = _cli_values(["eval", str(path), "-l", "diou", "-l", "ciou", "--pred", "pb", "--target", "gb"])
+    for r in got:
+        assert r["value"] == pytest.approx(math.fsum(reference_boxes(r["loss"], pred, gt)) / 9, rel=1e-12)

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -263,3 +264,68 @@ def test_eval_grad_needs_per_sample_output():
     r = run("eval", SAMPLE, "-l", "mse", "--grad")
     assert r.exit_code == 2
     assert "-r none" in r.stderr
+
+
+def test_eval_top_several_id_columns_and_by(sample):
+    r = run("eval", SAMPLE, "-l", "mae", "--top", "4", "--id", "id,region", "--format", "json")
+    assert r.exit_code == 0, r.output
+    top = json.loads(r.stdout)["top"]
+    d = np.abs(sample["y_pred"] - sample["y_true"])
+    with open(SAMPLE, newline="") as fh:
+        regions = [row["region"] for row in csv.DictReader(fh)]
+    order = _brute_top(d, 4)
+    assert [(t["id"], t["region"]) for t in top] == [(int(sample["id"][i]), regions[i]) for i in order]
+    np.testing.assert_allclose([t["value"] for t in top], d[order], rtol=1e-12)
+    # --by columns come along as keys (the top K is over all rows, each row labelled with its group)
+    r = run("eval", SAMPLE, "-l", "mae", "--top", "2", "--by", "region", "--format", "json")
+    top = json.loads(r.stdout)["top"]
+    assert [(t["row"], t["region"]) for t in top] == [(i + 1, regions[i]) for i in order[:2]]
+
+
+def test_eval_top_streams_in_bounded_memory(sample, monkeypatch):
+    """Through the CLI with 7-row batches: TopK sees every batch and never holds more than K rows."""
+    sizes = []
+    original = TopK.update
+
+    def spy(self, batch):
+        original(self, batch)
+        sizes.append((batch.num_rows, self.kept.num_rows))
+    monkeypatch.setattr(TopK, "update", spy)
+    r = run("eval", SAMPLE, "-l", "mse", "--top", "3", "--batch-size", "7", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert sum(n for n, _ in sizes) == 200 and len(sizes) == math.ceil(200 / 7)
+    assert max(n for n, _ in sizes) <= 7 and max(k for _, k in sizes) <= 3
+    d = (sample["y_pred"] - sample["y_true"]) ** 2
+    assert [t["row"] - 1 for t in json.loads(r.stdout)["top"]] == _brute_top(d, 3)
+
+
+def test_eval_hist_table_values_against_numpy(sample):
+    r = run("eval", SAMPLE, "-l", "mse", "--hist")
+    assert r.exit_code == 0, r.output
+    x = (sample["y_pred"] - sample["y_true"]) ** 2
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("mse: p50"))
+    got = dict(re.findall(r"(p50|p90|p99|max) (-?\d[\d.e+-]*)", line))
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        exact = float(np.quantile(x, q, method="lower"))
+        assert abs(float(got[name]) - exact) <= 0.005 * exact + 5e-6 * exact, (name, got[name], exact)
+    assert float(got["max"]) == pytest.approx(x.max(), rel=1e-5)        # 6 significant digits
+    assert "quantiles from a DDSketch, within ±0.5%; max exact" in line
+    # the bars: one table row per display bin, counts summing to every row
+    hist_table = r.stdout.split("distribution of mse", 1)[1]
+    counts = [int(m) for m in re.findall(r"^│\s+\S+\s+│\s+\S+\s+│\s+(\d+)\s+│", hist_table, re.M)]
+    assert len(counts) == 16 and sum(counts) == len(x)
+    assert "distribution of mse over 200 rows (log bins)" in r.stdout
+
+
+def test_eval_top_and_hist_with_output_file(tmp_path, sample):
+    out = tmp_path / "per_sample.csv"
+    r = run("eval", SAMPLE, "-l", "mse", "--top", "2", "--hist", "-o", str(out), "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    d = (sample["y_pred"] - sample["y_true"]) ** 2
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 200                                               # the file still has every row
+    np.testing.assert_allclose([float(row["mse"]) for row in rows], d, rtol=1e-12)
+    assert [t["row"] - 1 for t in doc["top"]] == _brute_top(d, 2)
+    assert doc["hist"]["mse"]["count"] == 200

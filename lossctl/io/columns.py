@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, shown
 
 # Usual column names, in order of preference, for roles the user did not name.
 AUTO_NAMES = {
@@ -123,6 +123,12 @@ def _first_null(arr: pa.Array) -> int:
     return int(pc.index(arr.is_null(), True).as_py())
 
 
+def _first_rows(rows: np.ndarray, total: int, row0: int, k: int = 5) -> str:
+    """'rows 3, 8, 12, ...' for a message: the first ``k`` of ``total`` offending rows (0-based in the batch)."""
+    shown_rows = ", ".join(str(row0 + int(r) + 1) for r in rows[:k])
+    return f"rows {shown_rows}{', ...' if total > k else ''}"
+
+
 def primitive_to_numpy(arr: pa.Array) -> np.ndarray:
     """A null-free primitive Arrow array as NumPy without copying where possible (no pandas)."""
     t = arr.type
@@ -168,14 +174,23 @@ class Converter:
                 arr = arr.cast(t.value_type)
                 t = arr.type
         if arr.null_count:
-            if self.null_as_nan and (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
+            if self.null_as_nan and (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)
+                                     or pa.types.is_null(t)):  # null type: a column (or batch) of nulls only
                 arr = arr.cast(pa.float64()).fill_null(float("nan"))
                 t = arr.type
             else:
                 i = _first_null(arr)
+                if i and pa.types.is_floating(t) and not self.null_as_nan:
+                    # a NaN or inf before the first missing value is the first offending row
+                    before = primitive_to_numpy(arr.slice(0, i).cast(pa.float64()))
+                    check_finite(before, Binding(self.b.role, self.b.source, (col,), self.b.file), row0)
                 n = arr.null_count
-                raise self._err(col, row0 + i, f"missing value ({n} in this batch); fill or drop those rows, "
-                                               f"or pass --nan-policy omit")
+                first = ""
+                if n > 1:
+                    nulls = np.flatnonzero(primitive_to_numpy(arr.is_null()))
+                    first = ": " + _first_rows(nulls, n, row0)
+                raise self._err(col, row0 + i, f"missing value ({n} in this batch{first}); fill or drop those "
+                                               f"rows, or pass --nan-policy omit")
         if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             return self._list(arr, col, row0)
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
@@ -192,7 +207,7 @@ class Converter:
                     except ValueError:
                         bad = k
                         break
-            raise self._err(col, row0 + bad, f"{str(out[bad])!r} is not a number (column type {t}); "
+            raise self._err(col, row0 + bad, f"{shown(str(out[bad]))} is not a number (column type {t}); "
                                              f"choose a numeric column")
         if pa.types.is_decimal(t) or pa.types.is_null(t):
             if pa.types.is_null(t):
@@ -256,6 +271,7 @@ def check_finite(x: np.ndarray, binding: Binding, row0: int) -> None:
     v = x[i] if x.ndim == 1 else x[i].reshape(-1)[j]
     nbad = int(bad_rows.sum())
     what = "NaN" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+    first = f": {_first_rows(np.flatnonzero(bad_rows), nbad, row0)}" if nbad > 1 else ""
     raise InputError(f"{binding.file}, column {col!r}, row {row0 + i + 1}: {what} value "
-                     f"({nbad} such row{'s' if nbad != 1 else ''} in this batch); losses need finite numbers "
-                     f"(--nan-policy omit drops such rows)")
+                     f"({nbad} such row{'s' if nbad != 1 else ''} in this batch{first}); losses need finite "
+                     f"numbers (--nan-policy omit drops such rows)")

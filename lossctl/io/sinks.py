@@ -23,6 +23,12 @@ SINK_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": 
 _ACTIVE: set[str] = set()  # temporary files of sinks still open (removed on signals)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def numpy_to_arrow(x: np.ndarray) -> pa.Array:
     """NumPy -> Arrow without pa.array (which imports pandas): wrap the buffer."""
     if x.dtype.kind == "U" or x.dtype == object:
@@ -40,6 +46,14 @@ def numpy_to_arrow(x: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(t, len(x), [None, pa.py_buffer(x)])
 
 
+def _same_file(a: str, b: str) -> bool:
+    """The same file under two names (a hard link)."""
+    try:
+        return os.path.isfile(a) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_output_path(path: str, inputs: Sequence[str], force: bool) -> str:
     """Validate an output path before any work is done; returns its format."""
     ext = os.path.splitext(path.lower())[1]
@@ -48,8 +62,15 @@ def check_output_path(path: str, inputs: Sequence[str], force: bool) -> str:
         raise UsageError(f"-o {path}: unknown output format {ext or '(no extension)'}; "
                          f"use .parquet, .csv, .tsv, .jsonl or .arrow")
     real = os.path.realpath(path)
+    expanded = []
     for inp in inputs:
-        if inp != "-" and os.path.exists(inp) and (os.path.realpath(inp) == real or
+        if inp != "-" and "://" not in inp and not os.path.exists(inp) and any(c in inp for c in "*?["):
+            import glob
+            expanded += glob.glob(inp, recursive=True)  # the files of a glob input, each an input
+        else:
+            expanded.append(inp)
+    for inp in expanded:
+        if inp != "-" and os.path.exists(inp) and (os.path.realpath(inp) == real or _same_file(inp, path) or
                                                    (os.path.isdir(inp) and real.startswith(os.path.realpath(inp) + os.sep))):
             raise UsageError(f"-o {path}: refusing to overwrite an input; choose another output path")
     parent = os.path.dirname(os.path.abspath(path))
@@ -57,6 +78,8 @@ def check_output_path(path: str, inputs: Sequence[str], force: bool) -> str:
         raise UsageError(f"-o {path}: directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"-o {path}: directory {parent} is not writable")
+    if os.path.isdir(path):
+        raise UsageError(f"-o {path}: is a directory; give a file name such as {os.path.join(path, 'losses.parquet')}")
     if os.path.exists(path) and not force:
         raise UsageError(f"-o {path}: file exists; pass --force to replace it")
     return fmt
@@ -70,8 +93,12 @@ class Sink:
         self.fmt = fmt
         parent = os.path.dirname(os.path.abspath(path))
         fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=parent)
-        os.close(fd)
         _ACTIVE.add(self.tmp)
+        try:  # mkstemp makes the file 0600: give it the mode a plain open() would (or the replaced file's)
+            os.fchmod(fd, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_umask())
+        except OSError:
+            pass
+        os.close(fd)
         self._writer = None
         self._fh = None
         self.rows = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv as _csv
 import glob as _glob
 import io
+import mmap as _mmap
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from typing import Iterator, Sequence
 
 import pyarrow as pa
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, shown
 
 FORMATS = ("csv", "tsv", "parquet", "arrow", "jsonl")
 _COMPRESSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
@@ -33,8 +34,19 @@ _EXT = {
 FORMAT_ALIASES = {"csv": "csv", "tsv": "tsv", "parquet": "parquet", "arrow": "arrow", "feather": "arrow",
                   "ipc": "arrow", "jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl"}
 
-DEFAULT_BATCH_ROWS = 1 << 20
+# Rows per batch: 64 Ki rows keep a batch's float64 columns (0.5 MiB each) and the loss temporaries in the CPU
+# caches and the peak memory flat; larger batches were slower (page faults on fresh temporaries) and bigger.
+DEFAULT_BATCH_ROWS = 1 << 16
+_BATCH_BYTES = 3 << 19  # auto batch size: about 1.5 MiB of float64 input per batch
+_PARQUET_BUFFER = 1 << 20
 _CSV_BLOCK = 16 << 20
+
+
+def auto_batch_rows(n_columns: int) -> int:
+    """Rows per batch when the user gave no --batch-size: DEFAULT_BATCH_ROWS, fewer for wide inputs
+    (many score columns) so that a batch and the loss temporaries stay cache-sized and peak memory low."""
+    rows = _BATCH_BYTES // (8 * max(1, n_columns))
+    return max(4096, min(DEFAULT_BATCH_ROWS, rows // 1024 * 1024))
 
 
 def _is_glob(path: str) -> bool:
@@ -105,7 +117,11 @@ class Source:
     def schema(self) -> pa.Schema:
         if self._types is None:
             sch = self._read_schema()
-            self._names = list(sch.names)
+            try:
+                self._names = list(sch.names)
+            except UnicodeDecodeError:
+                raise InputError(f"{self.display}: the column names are not UTF-8 text; save the file as "
+                                 f"UTF-8") from None
             self._types = {f.name: f.type for f in sch}
             if len(set(self._names)) != len(self._names):
                 dup = sorted({n for n in self._names if self._names.count(n) > 1})
@@ -125,10 +141,12 @@ class Source:
 
     def _read_schema(self) -> pa.Schema:
         fmt = self.format
+        cur = self.files[0]
         try:
             if fmt == "parquet":
                 first = self._parquet(self.files[0]).schema_arrow
                 for f in self.files[1:]:
+                    cur = f
                     other = self._parquet(f).schema_arrow
                     if not other.equals(first):
                         raise InputError(
@@ -136,18 +154,42 @@ class Source:
                             f"{first.names}); a dataset's files must share one schema")
                 return first
             if fmt == "arrow":
-                return self._ipc_reader(self.files[0]).schema
+                first = self._ipc_reader(self.files[0]).schema
+                for f in self.files[1:]:
+                    cur = f
+                    other = self._ipc_reader(f).schema
+                    if not other.equals(first):
+                        raise InputError(
+                            f"{f}: schema differs from {self.files[0]} (columns {other.names} vs "
+                            f"{first.names}); a dataset's files must share one schema")
+                return first
             if fmt in ("csv", "tsv"):
                 small = self._small_csv()
                 if small is not None:
                     return small.schema
-                return self._csv_reader(None, column_types=None).schema
+                first = self._csv_reader(None, column_types=None).schema
+                # the byte-range reader names the columns of every file after the first file's header:
+                # a file with other columns (or another order) would be read into the wrong columns
+                for f in self.files[1:]:
+                    cur = f
+                    names = self._csv_reader(None, column_types=None, path=f).schema.names
+                    if names != first.names:
+                        raise InputError(
+                            f"{f}: columns {names[:20]} differ from {self.files[0]}'s {first.names[:20]}; "
+                            f"the CSV files of a dataset must share one header (same names, same order)")
+                return first
             if fmt == "jsonl":
                 return self._json_reader(None).schema
         except InputError:
             raise
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError, EOFError) as exc:
-            raise InputError(f"{self.display}: cannot read as {fmt}: {_short(exc)}") from None
+        except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
+            # (ArrowException: also ArrowMemoryError, when a corrupt length field asks for terabytes)
+            where = cur if len(self.files) > 1 and self.fs is None else self.display
+            if fmt in ("csv", "tsv", "jsonl"):
+                msg = _rewrite_arrow_error(where, exc, [], 0, what=f"cannot read as {fmt}")
+            else:
+                msg = f"{where}: cannot read as {fmt}: {_short(exc)}"
+            raise InputError(msg) from None
         raise UsageError(f"unknown input format {fmt!r}")  # pragma: no cover
 
     # -- readers --------------------------------------------------------------------------------
@@ -163,6 +205,10 @@ class Source:
         return self.fs.open_input_file(path) if self.fs is not None else pa.memory_map(path, "r")
 
     def _parquet(self, path: str, **kwargs):
+        if self.data is None and self.fs is None:
+            local = _LocalParquet.open(path, **kwargs)
+            if local is not None:
+                return local
         import pyarrow.parquet as pq
         if self.data is not None:  # standard input, already read into memory
             return pq.ParquetFile(pa.BufferReader(self.data), **kwargs)
@@ -170,12 +216,20 @@ class Source:
 
     def _csv_reader(self, columns, column_types, path=None):
         import pyarrow.csv as pcsv
-        ro = pcsv.ReadOptions(block_size=_CSV_BLOCK if columns is not None else 1 << 20, use_threads=True)
+        block = _CSV_BLOCK if columns is not None else 1 << 20
         po = pcsv.ParseOptions(delimiter=self.delimiter)
         co = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {},
                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
-        return pcsv.open_csv(self._stream(path or self.files[0]), read_options=ro, parse_options=po,
-                             convert_options=co)
+        while True:
+            ro = pcsv.ReadOptions(block_size=block, use_threads=True)
+            try:
+                return pcsv.open_csv(self._stream(path or self.files[0]), read_options=ro, parse_options=po,
+                                     convert_options=co)
+            except pa.ArrowInvalid as exc:
+                # a line longer than a block (a huge field): pyarrow needs every row inside one block
+                if "straddl" not in str(exc) or block >= 1 << 30:
+                    raise
+                block *= 4
 
     def _small_csv(self):
         """Read a small local CSV (< 4 MiB) whole, once, as one block: the one-liner fast path (the schema
@@ -195,7 +249,7 @@ class Source:
         self._small = pcsv.read_csv(src, read_options=ro, parse_options=po, convert_options=co)
         return self._small
 
-    def _csv_ranges(self, columns, column_types, path, chunk_bytes: int = 16 << 20):
+    def _csv_ranges(self, columns, column_types, path, chunk_bytes: int = 8 << 20):
         """Parse a local CSV in byte ranges split at line ends, each range with the multi-threaded
         ``read_csv``: as fast as reading the whole file at once, with memory bounded by one range.
 
@@ -205,10 +259,12 @@ class Source:
         """
         import pyarrow.csv as pcsv
         names = self.names
-        mm = pa.OSFile(path, "r")  # plain reads: a memory map would count the whole file in RSS
+        mm = pa.OSFile(path, "r")
         size = mm.size()
-        head = mm.read_at(min(size, 1 << 20), 0)
-        nl = head.find(b"\n")
+        nl, step = -1, 1 << 20
+        while nl < 0 and step < 2 * size + (1 << 21):
+            nl = mm.read_at(min(size, step), 0).find(b"\n")  # the header line, however long
+            step *= 4
         if nl < 0:
             return
         pos = nl + 1
@@ -216,24 +272,55 @@ class Source:
         co = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {},
                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
         rows_before = 0
-        while pos < size:
-            end = min(pos + chunk_bytes, size)
-            if end < size:
-                probe = mm.read_at(min(1 << 20, size - end), end)
-                k = probe.find(b"\n")
-                end = size if k < 0 else end + k + 1
-            mm.seek(pos)
-            buf = mm.read_buffer(end - pos)
+        # The ranges are parsed straight from a memory map (no serial copy of each range before the parallel
+        # parse); the pages of a parsed range are handed back at once, so RSS holds about one range, not the file.
+        with open(path, "rb") as fh:
+            view = memoryview(_mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)) if size else None
+
+        def boundary(p: int) -> int:  # the end of the range that starts at p: a line end past p + chunk_bytes
+            e = min(p + chunk_bytes, size)
+            if e < size:
+                k = mm.read_at(min(1 << 20, size - e), e).find(b"\n")
+                e = size if k < 0 else e + k + 1
+            return e
+
+        def parse(p: int, e: int):
+            buf = pa.py_buffer(view[p:e])
             ro = pcsv.ReadOptions(column_names=names, use_threads=True,
-                                  block_size=max(1 << 20, (end - pos) // 4 + 1))  # 4 blocks: both cores busy
+                                  block_size=max(1 << 20, (e - p) // 4 + 1))  # 4 blocks: both cores busy
             try:
-                tbl = pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=co)
+                return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=co)
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc):
+                    raise
+                # a line longer than a block: parse the range as a single block
+                ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=e - p + 1)
+                return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=co)
+
+        # Range k+1 is parsed (in a thread, by pyarrow's pool) while the batches of range k are handed on:
+        # the parser never waits for the consumer between ranges.
+        end = boundary(pos) if pos < size else size
+        pending = _in_thread(parse, pos, end) if pos < size else None
+        while pending is not None:
+            cur, cur_end, result = pos, end, pending
+            pending = None
+            if end < size:
+                pos, end = end, boundary(end)
+                pending = _in_thread(parse, pos, end)
+            try:
+                tbl = result()
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                if "Row #" not in str(exc):  # the parallel parser does not say where: parse again serially
+                    try:
+                        ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=cur_end - cur + 1)
+                        pcsv.read_csv(pa.BufferReader(pa.py_buffer(view[cur:cur_end])), read_options=ro,
+                                      parse_options=po, convert_options=co)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
+                        exc = exc2
                 raise InputError(_rewrite_arrow_error(path, exc, columns, rows_before, header=False)) from None
             rows_before += tbl.num_rows
-            for b in tbl.combine_chunks().to_batches():
-                yield b
-            pos = end
+            _drop_pages(view, cur, cur_end)  # the parsed columns are new buffers: drop the range's pages
+            yield from tbl.to_batches()  # one batch per parsed block, no copy
 
     def _json_reader(self, column_types, path=None):
         import pyarrow.json as pj
@@ -264,8 +351,11 @@ class Source:
             try:
                 if fmt == "parquet":
                     # pre_buffer=False: same speed here, half the peak memory (no whole-row-group prefetch)
-                    # (remote files: pre_buffer coalesces the column-chunk reads into few requests)
-                    pf = self._parquet(path, pre_buffer=self.fs is not None)
+                    # (remote files: pre_buffer coalesces the column-chunk reads into few requests);
+                    # buffer_size: read each column chunk through a 1 MiB buffer, page by page, instead of
+                    # holding whole column chunks (up to a row group's worth of every column) in memory
+                    local = self.fs is None
+                    pf = self._parquet(path, pre_buffer=not local, buffer_size=_PARQUET_BUFFER if local else 0)
                     it = pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
                 elif fmt == "arrow":
                     rd = self._ipc_reader(path)
@@ -300,10 +390,83 @@ class Source:
                         yield b
             except InputError:
                 raise
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError, EOFError,
-                    ValueError) as exc:
+            except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
                 raise InputError(_rewrite_arrow_error(path if self.data is None else self.display,
                                                       exc, columns, self.rows)) from None
+
+
+class _LocalParquet:
+    """What lossctl uses of ``pyarrow.parquet.ParquetFile`` (schema_arrow, metadata, iter_batches by column
+    name) for a local file, on the ``ParquetReader`` underneath it: ``import pyarrow.parquet`` also loads
+    pyarrow.fs and ssl, ~18 ms of every run's start-up.  Column names select their leaf columns as
+    ParquetFile does (a list or struct column is all of its leaves)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self._leaves: dict[str, list[int]] | None = None
+
+    @classmethod
+    def open(cls, path: str, pre_buffer: bool = True, buffer_size: int = 0) -> "_LocalParquet | None":
+        try:
+            from pyarrow._parquet import ParquetReader
+            reader = ParquetReader()
+        except (ImportError, AttributeError, TypeError):  # pragma: no cover - another pyarrow layout
+            return None
+        reader.open(path, pre_buffer=pre_buffer, buffer_size=buffer_size)
+        return cls(reader)
+
+    @property
+    def schema_arrow(self) -> pa.Schema:
+        return self.reader.schema_arrow
+
+    @property
+    def metadata(self):
+        return self.reader.metadata
+
+    def iter_batches(self, batch_size: int, row_groups=None, columns=None, use_threads: bool = True):
+        if self._leaves is None:
+            self._leaves = {}
+            for i, path in enumerate(self.reader.column_paths):
+                self._leaves.setdefault(path[0], []).append(i)
+        idx = None if columns is None else [i for c in columns for i in self._leaves.get(c, ())]
+        groups = range(self.reader.num_row_groups) if row_groups is None else row_groups
+        return self.reader.iter_batches(batch_size, row_groups=groups, column_indices=idx, use_threads=use_threads)
+
+
+def _in_thread(fn, *args):
+    """Start fn(*args) in a daemon thread; return a function that waits for it and returns its result
+    (or raises its exception)."""
+    import threading
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed to whoever waits
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="lossctl-csv", daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+    return result
+
+
+def _drop_pages(view: memoryview, start: int, end: int) -> None:
+    """madvise(DONTNEED) the whole pages of ``view[start:end]`` (a read-only file map): they leave the RSS
+    and are read again from the page cache if touched later."""
+    mm = view.obj
+    if not hasattr(mm, "madvise"):  # pragma: no cover - platforms without madvise
+        return
+    lo = start - start % _mmap.PAGESIZE
+    try:
+        mm.madvise(_mmap.MADV_DONTNEED, lo, end - lo)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - best effort
+        pass
 
 
 def _short(exc: BaseException) -> str:
@@ -315,22 +478,44 @@ _CSV_CONV = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion e
 
 
 def _rewrite_arrow_error(path: str, exc: BaseException, columns: Sequence[str], rows_before: int,
-                         header: bool = True) -> str:
+                         header: bool = True, what: str = "cannot read") -> str:
     """Turn pyarrow's reader errors into 'FILE, column 'C', row N: ...' where the message allows."""
     text = str(exc)
+    if isinstance(exc, MemoryError):
+        return f"{path}: cannot read: out of memory ({_short(exc)}); is the file corrupt?"
+    if "Empty CSV file" in text:
+        return f"{path}: no rows (the file is empty or holds only a header line)"
+    m = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+) in row (\d+)", text)
+    j = re.search(r"JSON parse error: (.*?)\.? in row (\d+)", text)
+    if j and not m:
+        return (f"{path}, row {rows_before + int(j.group(2)) + 1}: not valid JSON ({j.group(1)}); JSON Lines hold "
+                f"one object per line ({{\"column\": value, ...}})")
+    if m and not m.group(1):  # the line itself is not an object
+        return (f"{path}, row {rows_before + int(m.group(4)) + 1}: {'an' if m.group(3)[:1] in 'aeiou' else 'a'} "
+                f"{m.group(3)} where a JSON object was "
+                f"expected; JSON Lines hold one object per line ({{\"column\": value, ...}})")
+    if m:  # pyarrow.json: rows of the block counted from 0
+        return (f"{path}, column {m.group(1)!r}, row {rows_before + int(m.group(4)) + 1}: a {m.group(3)} among "
+                f"{m.group(2)}s; every value of a column must have the same type")
     m = _CSV_CONV.search(text)
     if m:
         col_i = int(m.group(1))
         col = columns[col_i] if col_i < len(columns) else f"#{col_i}"
         # pyarrow counts lines of the range it parsed from 1, the header line included when there is one
         row = f", row {rows_before + int(m.group(2)) - (1 if header else 0)}" if m.group(2) else ""
-        return (f"{path}, column {col!r}{row}: {m.group(4)!r} is not a number "
+        return (f"{path}, column {col!r}{row}: {shown(m.group(4))} is not a number "
                 f"(expected {m.group(3)}); fix the value or choose another column")
-    m = re.search(r"Expected (\d+) columns, got (\d+): (.*)", text)
+    m = re.search(r"(?:Row #(\d+): )?Expected (\d+) columns, got (\d+): (.*)", text)
     if m:
-        return (f"{path}: a row has {m.group(2)} fields where the header has {m.group(1)} "
-                f"(row text: {m.group(3)[:80]!r}); fix the ragged row")
-    return f"{path}: cannot read: {_short(exc)}"
+        # pyarrow counts the lines it parsed from 1, the header line included when there is one
+        row = f", row {rows_before + int(m.group(1)) - (1 if header else 0)}" if m.group(1) else ""
+        hint = ""
+        if not header and m.group(4).count('"') % 2:  # the byte-range reader split a quoted field at its line break
+            hint = ("; quoted fields holding line breaks are not supported in CSV files over 4 MiB: "
+                    "remove the line breaks or convert the file to Parquet")
+        return (f"{path}{row}: the row has {m.group(3)} fields where the header has {m.group(2)} "
+                f"(row text: {shown(m.group(4))}); fix the ragged row{hint}")
+    return f"{path}: {what}: {_short(exc)}"
 
 
 def open_source(path: str, input_format: str | None = None, storage_options=None) -> Source:
@@ -399,6 +584,9 @@ def open_source(path: str, input_format: str | None = None, storage_options=None
             raise InputError(f"{files[0]}: unknown file format; name it .csv/.tsv/.parquet/.arrow/.jsonl "
                              f"or pass --input-format")
     elif sfmt and sfmt != fmt and comp is None:
+        if input_format:
+            raise InputError(f"{files[0]}: --input-format {input_format} but the content is {sfmt}; "
+                             f"pass --input-format {sfmt} (or leave it out)")
         raise InputError(f"{files[0]}: file extension says {fmt} but the content is {sfmt}; "
                          f"rename it or pass --input-format {sfmt}")
     elif fmt in ("parquet", "arrow") and sfmt is None:

@@ -75,12 +75,14 @@ def binary_cross_entropy_with_logits(pred, target, *, pos_weight: float = 1.0) -
     return _rowmean(_bce_logits_elementwise(as_f64(pred), as_f64(target), float(pos_weight)))
 
 
-def log_loss(pred, target, *, eps: float = F64_EPS) -> np.ndarray:
+def log_loss(pred, target, *, eps: float = F64_EPS, row_sums: str = "warn") -> np.ndarray:
     """Logistic loss on probabilities, scikit-learn log_loss semantics (per sample).
 
     Binary (pred (n,) = P(positive), y in {0, 1}): l = -log(clip(p_y, eps, 1 - eps)) with p_1 = p,
     p_0 = 1 - p.  Multiclass (pred (n, C), y a class index, or (n, C) one-hot / soft rows):
     l = -sum_c y_c log(clip(p_c, eps, 1 - eps)).  eps = float64 machine epsilon, so p = 0 costs 36.04.
+    row_sums='renormalize' divides each (n, C) row by its sum first (Keras); otherwise rows are used as
+    given (sklearn only warns, in the prepare hook).
 
     Reference: sklearn.metrics.log_loss (its mean; normalize=False is lossctl's sum reduction).
 
@@ -89,22 +91,40 @@ def log_loss(pred, target, *, eps: float = F64_EPS) -> np.ndarray:
     """
     p = as_f64(pred)
     y = as_f64(target)
+    # Fast path, bit-identical to the general formula below: with hard labels only the label's own column
+    # has y_c != 0, so the row's sum is exactly -log(clip(p_y)) (the other terms are exact zeros); one log
+    # per row instead of one per class, and no (n, C) temporaries.
+    if p.ndim == 1 and y.ndim == 1 and len(y) == len(p) and L.is_01(y):
+        picked = np.where(y == 1, p, 1.0 - p)
+    elif p.ndim == 2 and y.ndim == 1 and len(y) == len(p):
+        picked = np.take_along_axis(p, y.astype(np.int64)[:, None], axis=1)[:, 0]
+        if row_sums == "renormalize":
+            picked = picked / np.sum(p, axis=1)
+    else:
+        picked = None
+    if picked is not None:
+        l = np.log(np.clip(picked, eps, 1.0 - eps, out=picked), out=picked)  # picked is always a new array
+        return np.negative(l, out=l)
     if p.ndim == 1:
         # sklearn stacks [1 - p, p] and clips both columns; the same arithmetic here.
         p = np.stack([1.0 - p, p], axis=1)
         y = np.stack([1.0 - y, y], axis=1) if y.ndim == 1 else y
-    elif y.ndim == 1:
-        y = L.one_hot(y, p.shape[1])
+    else:
+        if row_sums == "renormalize":
+            p = p / np.sum(p, axis=1, keepdims=True)
+        if y.ndim == 1:
+            y = L.one_hot(y, p.shape[1])
     p = np.clip(p, eps, 1.0 - eps)
     return -np.sum(np.where(y == 0, 0.0, y * np.log(p)), axis=1)
 
 
-def brier_score(pred, target, *, scale_by_half: str = "auto") -> np.ndarray:
+def brier_score(pred, target, *, scale_by_half: str = "auto", row_sums: str = "warn") -> np.ndarray:
     """Brier score per sample, scikit-learn brier_score_loss semantics.
 
     l = sum_c (y_c - p_c)^2 over the class columns; a binary column p is the two columns [1 - p, p].
     scale_by_half: 'auto' halves for one column or two classes (binary, range [0, 1]) and not for C >= 3
-    (range [0, 2]), as sklearn 1.9; 'true' / 'false' force it.
+    (range [0, 2]), as sklearn 1.9; 'true' / 'false' force it.  row_sums='renormalize' divides each
+    (n, C) row by its sum first; otherwise rows are used as given (sklearn warns, in the prepare hook).
 
     Reference: sklearn.metrics.brier_score_loss(scale_by_half='auto').
 
@@ -116,8 +136,11 @@ def brier_score(pred, target, *, scale_by_half: str = "auto") -> np.ndarray:
     if p.ndim == 1:
         p = np.stack([1.0 - p, p], axis=1)
         y = np.stack([1.0 - y, y], axis=1)
-    elif y.ndim == 1:
-        y = L.one_hot(y, p.shape[1])
+    else:
+        if row_sums == "renormalize":
+            p = p / np.sum(p, axis=1, keepdims=True)
+        if y.ndim == 1:
+            y = L.one_hot(y, p.shape[1])
     d = y - p
     l = np.sum(d * d, axis=1)
     half = p.shape[1] < 3 if scale_by_half == "auto" else scale_by_half == "true"
@@ -254,7 +277,7 @@ def _prep_elementwise(loss: str, *, probs: bool, soft: bool, signed: bool):
         pred = L.binary_scores(arrays["pred"], ctx, "pred", loss)
         is_probs = probs if not isinstance(probs, str) else params.get("space") == "probabilities"
         if is_probs:
-            L.check_unit_interval(pred, ctx, "pred")
+            L.check_unit_interval(pred, ctx, "pred", hint=_LOGIT_HINT.get(loss, "pass --logits if these are logits"))
         target = arrays["target"]
         if not L.is_strings(target) and target.ndim == 2 and target.shape[1] == 1:
             target = target[:, 0]
@@ -264,12 +287,21 @@ def _prep_elementwise(loss: str, *, probs: bool, soft: bool, signed: bool):
     return prepare
 
 
-def _prep_proba(loss: str, *, rows: str = "warn", consequence: str = "uses them as given (sklearn only warns)"):
+# what to say when a loss on probabilities gets values outside [0, 1] (logits, most likely)
+_LOGIT_HINT = {
+    "bce": "for logits use bce_with_logits (or focal --logits)",
+    "log_loss": "for logits use bce_with_logits (one column) or cross_entropy (one column per class)",
+    "brier": "brier takes probabilities; convert logits with a sigmoid / softmax first",
+}
+
+
+def _prep_proba(loss: str, *, consequence: str = "uses them as given (sklearn only warns; row_sums=error or "
+                                                  "row_sums=renormalize to change that)"):
     """log_loss / brier: a P(positive) column with binary labels, or an (n, C) matrix with class labels."""
     def prepare(arrays, params, ctx):
         pred = L.binary_scores(arrays["pred"], ctx, "pred", loss)
         target = arrays["target"]
-        L.check_unit_interval(pred, ctx, "pred")
+        L.check_unit_interval(pred, ctx, "pred", hint=_LOGIT_HINT[loss])
         if pred.ndim == 1:
             if not L.is_strings(target) and target.ndim == 2:
                 raise ctx.error("target", None, f"{target.shape[1]} target columns for one probability column; "
@@ -281,7 +313,11 @@ def _prep_proba(loss: str, *, rows: str = "warn", consequence: str = "uses them 
                 target = L.targets_2d(target, ctx, "target", C)
             else:
                 target = L.class_indices(target, ctx, "target", C)
-            L.check_row_sums(pred, ctx, "pred", loss, action=rows, consequence=consequence)
+            rows = params.get("row_sums", "warn")
+            if rows == "renormalize":
+                L.check_positive_rows(pred, ctx, "pred")
+            else:
+                L.check_row_sums(pred, ctx, "pred", loss, action=rows, consequence=consequence)
         return {"pred": pred, "target": target}
     return prepare
 
@@ -352,10 +388,12 @@ register(LossSpec(
     when="Binary or multi-label classifiers that output probabilities; a proper scoring rule, so it "
          "rewards calibration. p exactly 0 or 1 on the wrong side costs 100 (torch's clamp); sklearn's "
          "log_loss gives 36.04 there (float64 eps clip) and Keras 16.12 (1e-7). Soft labels in [0, 1] are "
-         "allowed. For logits use bce_with_logits (more accurate than sigmoid then bce).",
+         "allowed. For logits use bce_with_logits (more accurate than sigmoid then bce). torch has no BCE label "
+         "smoothing; Keras's binary y(1-eps) + eps/2 is cross_entropy:label_smoothing=eps --probs on the two "
+         "columns [1-p, p]. Empty input is an input error (exit 3, as sklearn raises; torch's mean is NaN).",
     reduction_note="mean = sum(w*l)/sum(w), as torch BCELoss mean with sample weights as w; "
                    + _MULTILABEL_NOTE,
-    example="lossctl eval sample_data/binary.csv -l bce --pred prob --target label",
+    example="lossctl eval sample_data/binary.parquet -l bce --pred prob --target label",
     related=("bce_with_logits", "log_loss", "focal", "brier"),
     extra={**_STR, "prepare": _prep_elementwise("bce", probs=True, soft=True, signed=False)},
 ))
@@ -373,16 +411,18 @@ register(LossSpec(
          "torch's own formula loses ~1e-16*|x| absolute accuracy when the loss is tiny (correct side, large "
          "|x|); lossctl keeps full relative accuracy there.",
     reduction_note="mean = sum(w*l)/sum(w) (torch mean with sample weights as w); " + _MULTILABEL_NOTE,
-    example="lossctl eval sample_data/binary.csv -l bce_with_logits:pos_weight=3 --pred logit --target label",
+    example="lossctl eval sample_data/binary.parquet -l bce_with_logits:pos_weight=3 --pred logit --target label",
     related=("bce", "logistic", "focal"),
     extra={**_STR, "prepare": _prep_elementwise("bce_with_logits", probs=False, soft=True, signed=False)},
 ))
 
 register(LossSpec(
+    grad=L.grad_with_row_sums("log_loss"),
     name="log_loss", aliases=("logloss", "multiclass_log_loss", "logistic_regression_loss"), kind="binary",
     fn=log_loss, space="probabilities",
     params=(Param("eps", float, F64_EPS, "clip probabilities to [eps, 1-eps]; sklearn: float64 machine eps "
-                  "(p=0 costs 36.04); Keras: 1e-7 (16.12)", low=0.0, high=0.5, high_open=True),),
+                  "(p=0 costs 36.04); Keras: 1e-7 (16.12)", low=0.0, high=0.5, high_open=True),
+            L.row_sums_param(("warn", "error", "renormalize"), "sklearn warns")),
     summary="Log loss / cross-entropy on probabilities, binary or multiclass (sklearn log_loss).",
     formula="l = -sum_c y_c log clip(p_c, eps, 1-eps); one column p means [1-p, p]",
     latex=r"\ell = -\sum_c y_c \log \operatorname{clip}(p_c, \epsilon, 1-\epsilon)",
@@ -390,7 +430,9 @@ register(LossSpec(
     when="Scoring saved predict_proba output: one P(positive) column for binary tasks or one column per "
          "class (class k = column k; string labels map through --classes, else sorted names, as sklearn). "
          "Clips at float64 eps (p=0 costs 36.04, where torch BCELoss gives 100). Rows that do not sum to 1 "
-         "get a warning with the first row number and are used as given (sklearn only warns). sklearn needs "
+         "get a warning with the first row number and are used as given (sklearn only warns; torch and sklearn "
+         "never renormalise, Keras does: row_sums=renormalize; row_sums=error makes it an input error). "
+         "Empty input is an input error (exit 3), as sklearn raises (torch's mean would be NaN). sklearn needs "
          "labels= when one class is absent; here the score width fixes the classes. One-hot or soft target "
          "rows (n, C) are accepted.",
     reduction_note="mean = sum(w*l)/sum(w) (sklearn normalize=True with sample_weight); sum = normalize=False",
@@ -400,10 +442,12 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    grad=L.grad_with_row_sums("brier"),
     name="brier", aliases=("brier_score", "brier_score_loss"), kind="binary", fn=brier_score,
     space="probabilities",
     params=(Param("scale_by_half", str, "auto", "halve the score: auto = for binary input only (sklearn 1.9)",
-                  choices=("auto", "true", "false")),),
+                  choices=("auto", "true", "false")),
+            L.row_sums_param(("warn", "error", "renormalize"), "sklearn warns")),
     summary="Brier score: squared error of the predicted class probabilities (sklearn brier_score_loss).",
     formula="l = sum_c (y_c - p_c)^2, halved for binary input (scale_by_half=auto)",
     latex=r"\ell = \tfrac{1}{2}^{[\text{binary}]} \sum_c (y_c - p_c)^2",
@@ -411,9 +455,9 @@ register(LossSpec(
     when="A proper scoring rule that, unlike log loss, stays bounded: a confident mistake costs at most 1 "
          "(binary) or 2 (multiclass). Binary input (one P(positive) column, or two class columns) is halved "
          "to the usual [0, 1] range; three or more classes are not (sklearn 1.9 scale_by_half='auto'). "
-         "Rows not summing to 1 give a warning (sklearn).",
+         "Rows not summing to 1 give a warning (sklearn; row_sums=error / renormalize change that).",
     reduction_note="mean = sum(w*l)/sum(w), as sklearn with sample_weight",
-    example="lossctl eval sample_data/binary.csv -l brier --pred prob --target label",
+    example="lossctl eval sample_data/binary.parquet -l brier --pred prob --target churn",
     related=("log_loss", "bce", "mse"),
     extra={**_STR, "prepare": _prep_proba("brier")},
 ))
@@ -436,7 +480,7 @@ register(LossSpec(
          "y s(-x) + (1-y) s(x), so for |x| > ~37 on the correct side lossctl returns the tiny true value where "
          "torchvision rounds it to 0 (both below 1e-30).",
     reduction_note="mean = sum(w*l)/sum(w) (torchvision 'mean' with sample weights as w); " + _MULTILABEL_NOTE,
-    example="lossctl eval sample_data/binary.csv -l focal:alpha=0.25,gamma=2 --pred logit --target label --logits",
+    example="lossctl eval sample_data/binary.csv -l focal:alpha=0.25,gamma=2 --logits",
     related=("bce_with_logits", "softmax_focal", "bce"),
     extra={**_STR, "prepare": _prep_elementwise("focal", probs="space", soft=True, signed=False),
            "check_params": _check_focal},

@@ -29,8 +29,10 @@ import numpy as np
 from ..registry import LossSpec, Param, register
 from ._numerics import as_f64, logsumexp
 
-# torch's cosine_embedding_loss adds this to each squared norm (aten/src/ATen/native/Loss.cpp EPSILON).
-TORCH_COSINE_EMBEDDING_EPS = 1e-12
+# torch's cosine_embedding_loss adds EPSILON = 1e-12 to each squared norm (aten/src/ATen/native/Loss.cpp),
+# a float constant: the value added is float32(1e-12) = 9.999999960041972e-13, which is what matters for
+# vectors whose squared norm is near 1e-12.
+TORCH_COSINE_EMBEDDING_EPS = float(np.float32(1e-12))
 
 
 def _vectors(x) -> np.ndarray:
@@ -220,6 +222,21 @@ def _prep_pairs(arrays, params, ctx):
     return arrays
 
 
+def _prep_nt_xent(arrays, params, ctx):
+    _prep_pairs(arrays, params, ctx)
+    rowmap = getattr(ctx, "rowmap", None)
+    if rowmap is not None:
+        # --nan-policy omit dropped rows of this batch: the blocks would then be cut from the kept rows and
+        # shift with the batch boundaries, so the value would depend on --batch-size.  Refuse instead.
+        kept = np.asarray(rowmap)
+        gaps = np.flatnonzero(kept != np.arange(len(kept)))
+        first = int(gaps[0]) if len(gaps) else len(kept)  # kept[j] != j: input row j was dropped
+        raise ctx.error("pred", None, f"row {ctx.row0 + first + 1} has a missing value; nt_xent blocks "
+                                      f"consecutive rows, so it cannot omit rows (--nan-policy omit): drop "
+                                      f"such pairs from the file first, or use --nan-policy propagate")
+    return arrays
+
+
 _MEAN_NOTE = "mean = sum(w*l)/sum(w) (torch reduction='mean' with unit weights)"
 
 register(LossSpec(
@@ -288,20 +305,21 @@ register(LossSpec(
             Param("eps", float, 1e-8, "norm floor of the cosine similarity (torch cosine_similarity)", low=0.0,
                   low_open=True)),
     summary="NT-Xent / InfoNCE (SimCLR): cross-entropy of each view against its pair among all views of its block.",
-    formula="l_i = (l(z_i -> z_j) + l(z_j -> z_i)) / 2; l(a -> a+) = -log(exp(s(a,a+)/tau) / sum_{b != a} exp(s(a,b)/tau)), "
+    formula="l_i = (l(z_i -> z_j) + l(z_j -> z_i)) / 2; "
+            "l(a -> a+) = -log(exp(s(a,a+)/tau) / sum_{b != a} exp(s(a,b)/tau)), "
             "s = cosine similarity, b over the 2B views of the block",
     latex=r"\ell_{a} = -\log\frac{\exp(s_{a a^+}/\tau)}{\sum_{b \ne a} \exp(s_{ab}/\tau)},\quad "
           r"\ell_i = \tfrac12(\ell_{i} + \ell_{i+B})",
-    reference="SimCLR NT-Xent (Chen et al. 2020); optax.losses.ntxent",
+    reference="SimCLR NT-Xent (Chen et al. 2020); optax.losses.ntxent on each block (labels pairing z_i with z_j)",
     when="Self-supervised contrastive models: row i holds two views of one example (--pred z_i --target z_j). "
          "Set block_size to the training batch size: the value depends on how many negatives each pair sees "
          "(log(2B - 1) for random embeddings). Blocks are consecutive rows from the start of the input; the "
          "last block may be shorter. With --by, rows are still blocked in file order and each group averages "
-         "its rows' values.",
+         "its rows' values. --nan-policy omit is refused (dropping a row would shift the blocks).",
     reduction_note="mean = sum(w*l)/sum(w) of per-pair values (unit weights: SimCLR's mean over all 2N views); "
                    "blocks never straddle a batch (the pipeline cuts batches at multiples of block_size)",
     example="lossctl eval sample_data/embeddings.parquet -l nt_xent:temperature=0.5 --pred z_i --target z_j",
     related=("triplet", "cosine_embedding", "cross_entropy"),
     block_rows=lambda params: int(params["block_size"]),
-    extra={"prepare": _prep_pairs},
+    extra={"prepare": _prep_nt_xent},
 ))

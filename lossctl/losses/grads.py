@@ -466,9 +466,15 @@ def _softmax_backward_axis1(p: np.ndarray, g: np.ndarray) -> np.ndarray:
 def _box_grad(name: str):
     """Gradients of the box losses with respect to the predicted box, in its own ``box_format``.
 
-    Computed on corners (x1, y1, x2, y2): max/min pass the gradient to the larger/smaller side, the
-    intersection is 0 (and so is its gradient) unless both overlaps are positive.  ciou's alpha is a
-    constant, as torchvision computes it under torch.no_grad()."""
+    Computed on corners (x1, y1, x2, y2): max/min pass the gradient to the larger/smaller side, and half of
+    it to each side of a tie (torch.maximum / torch.minimum's backward, which matters for a predicted box
+    that shares an edge with, or equals, its target); the intersection is 0 (and so is its gradient) unless
+    both overlaps are positive.  ciou's alpha is a constant, as torchvision computes it under
+    torch.no_grad()."""
+    def above(a, b):            # d max(a, b) / da, torch's convention at a tie
+        return (a > b) + 0.5 * (a == b)
+
+
     def grad(pred, target, *, box_format: str = "xyxy", eps: float = 1e-7) -> np.ndarray:
         from .overlap import TORCHVISION_EPS, _aspect_angle, _box_parts, _inter_union
 
@@ -477,8 +483,8 @@ def _box_grad(name: str):
         gx1, gy1, gx2, gy2 = q
         zero = np.zeros_like(x1)
         # d/d(x1, y1, x2, y2) of each quantity, as a (4, n) array
-        ix1, iy1 = (x1 > gx1).astype(float), (y1 > gy1).astype(float)         # max(x1, gx1) follows x1
-        ix2, iy2 = (x2 < gx2).astype(float), (y2 < gy2).astype(float)         # min(x2, gx2) follows x2
+        ix1, iy1 = above(x1, gx1), above(y1, gy1)                             # d max(x1, gx1) / d x1
+        ix2, iy2 = above(gx2, x2), above(gy2, y2)                             # d min(x2, gx2) / d x2
         iw = np.minimum(x2, gx2) - np.maximum(x1, gx1)
         ih = np.minimum(y2, gy2) - np.maximum(y1, gy1)
         overlap = (iw > 0) & (ih > 0)
@@ -489,7 +495,8 @@ def _box_grad(name: str):
         w, h = x2 - x1, y2 - y1
         d_area = np.stack([-h, -w, h, w])
         d_union = d_area - d_inter
-        e_iou = eps if name in ("box_iou", "giou") else TORCHVISION_EPS
+        # torchvision: ciou calls the diou part with its default eps and uses eps only in alpha
+        e_iou = TORCHVISION_EPS if name == "ciou" else eps
         ue = union + e_iou
         iou = inter / ue
         d_iou = (d_inter * ue - inter * d_union) / (ue * ue)
@@ -497,10 +504,10 @@ def _box_grad(name: str):
         if name != "box_iou":
             cx1, cy1 = np.minimum(x1, gx1), np.minimum(y1, gy1)
             cx2, cy2 = np.maximum(x2, gx2), np.maximum(y2, gy2)
-            d_cx1 = np.stack([(x1 < gx1).astype(float), zero, zero, zero])
-            d_cy1 = np.stack([zero, (y1 < gy1).astype(float), zero, zero])
-            d_cx2 = np.stack([zero, zero, (x2 > gx2).astype(float), zero])
-            d_cy2 = np.stack([zero, zero, zero, (y2 > gy2).astype(float)])
+            d_cx1 = np.stack([above(gx1, x1), zero, zero, zero])
+            d_cy1 = np.stack([zero, above(gy1, y1), zero, zero])
+            d_cx2 = np.stack([zero, zero, above(x2, gx2), zero])
+            d_cy2 = np.stack([zero, zero, zero, above(y2, gy2)])
             cw, ch = cx2 - cx1, cy2 - cy1
             if name == "giou":
                 A = cw * ch
@@ -508,7 +515,7 @@ def _box_grad(name: str):
                 Ae = A + eps
                 g = g + ((dA - d_union) * Ae - (A - union) * dA) / (Ae * Ae)
             else:
-                diag2 = cw * cw + ch * ch + TORCHVISION_EPS
+                diag2 = cw * cw + ch * ch + e_iou
                 d_diag2 = 2.0 * cw * (d_cx2 - d_cx1) + 2.0 * ch * (d_cy2 - d_cy1)
                 dx = (x2 + x1) / 2 - (gx1 + gx2) / 2
                 dy = (y2 + y1) / 2 - (gy1 + gy2) / 2

@@ -70,13 +70,14 @@ def _ce_terms(pred, target, class_weights=(), ignore_index=-100, label_smoothing
 
 
 def cross_entropy(pred, target, *, class_weights=(), ignore_index: int = -100, label_smoothing: float = 0.0,
-                  space: str = "logits") -> np.ndarray:
+                  space: str = "logits", row_sums: str = "warn", norm: str = "weights") -> np.ndarray:
     """Cross-entropy per sample, torch CrossEntropyLoss(reduction='none') semantics.
 
     Index target y: l = w_y (-(1-eps) log p_y) + (eps/C) sum_c -w_c log p_c, 0 where y == ignore_index.
     Probability target (n, C): l = -sum_c w_c y'_c log p_c, y' = y(1-eps) + eps/C.
     log p = log_softmax(logits) (space='logits'), the input itself ('log-probabilities', as NLLLoss) or
-    max(log p, -100) ('probabilities').  The reduced mean (see :func:`cross_entropy_terms`) is torch's:
+    max(log p, -100) ('probabilities').  ``row_sums`` is checked by the prepare hook only.  The reduced mean
+    (see :func:`cross_entropy_terms`) is torch's:
     sum(l) / sum(w_y) over non-ignored rows for index targets, sum(l) / N for probability targets.
 
     Reference: torch.nn.CrossEntropyLoss.
@@ -88,13 +89,23 @@ def cross_entropy(pred, target, *, class_weights=(), ignore_index: int = -100, l
 
 
 def cross_entropy_terms(pred, target, *, class_weights=(), ignore_index: int = -100, label_smoothing: float = 0.0,
-                        space: str = "logits") -> dict:
-    """Summable terms: loss = the per-sample value, norm = w_y (0 if ignored) or 1 (probability targets)."""
-    l, norm = _ce_terms(pred, target, class_weights, ignore_index, label_smoothing, space)
-    return {"loss": l, "norm": norm}
+                        space: str = "logits", row_sums: str = "warn", norm: str = "weights") -> dict:
+    """Summable terms: loss = the per-sample value; norm = w_y (0 if ignored) or 1 (probability targets).
+
+    norm='rows' divides by the number of non-ignored rows instead (the plain mean of the per-sample values,
+    as when class weights are applied as sample weights, Keras-style); the per-sample values do not change.
+    """
+    l, wy = _ce_terms(pred, target, class_weights, ignore_index, label_smoothing, space)
+    return {"loss": l, "norm": _norm_rows(target, ignore_index, wy) if norm == "rows" else wy}
 
 
-def nll(pred, target, *, class_weights=(), ignore_index: int = -100) -> np.ndarray:
+def _norm_rows(target, ignore_index: int, wy: np.ndarray) -> np.ndarray:
+    y = as_f64(target)
+    return np.ones(len(wy)) if y.ndim == 2 else (y != ignore_index).astype(np.float64)
+
+
+def nll(pred, target, *, class_weights=(), ignore_index: int = -100, row_sums: str = "warn",
+        norm: str = "weights") -> np.ndarray:
     """Negative log-likelihood of log-probabilities, torch NLLLoss(reduction='none'): -w_y x[y], 0 if ignored.
 
     Reference: torch.nn.NLLLoss.
@@ -105,13 +116,15 @@ def nll(pred, target, *, class_weights=(), ignore_index: int = -100) -> np.ndarr
     return _ce_terms(pred, target, class_weights, ignore_index, 0.0, "log-probabilities")[0]
 
 
-def nll_terms(pred, target, *, class_weights=(), ignore_index: int = -100) -> dict:
-    l, norm = _ce_terms(pred, target, class_weights, ignore_index, 0.0, "log-probabilities")
-    return {"loss": l, "norm": norm}
+def nll_terms(pred, target, *, class_weights=(), ignore_index: int = -100, row_sums: str = "warn",
+              norm: str = "weights") -> dict:
+    l, wy = _ce_terms(pred, target, class_weights, ignore_index, 0.0, "log-probabilities")
+    return {"loss": l, "norm": _norm_rows(target, ignore_index, wy) if norm == "rows" else wy}
 
 
 # -- divergences ---------------------------------------------------------------------------------------------
-def kl_div(pred, target, *, log_target: bool = False, space: str = "log-probabilities") -> np.ndarray:
+def kl_div(pred, target, *, log_target: bool = False, space: str = "log-probabilities",
+           row_sums: str = "warn") -> np.ndarray:
     """KL(target || model) per sample, torch KLDivLoss semantics summed over classes.
 
     l = sum_c p_c (log p_c - log q_c), p = target (log p if log_target), log q = pred (space
@@ -171,7 +184,8 @@ def js_divergence(pred, target, *, space: str = "probabilities") -> np.ndarray:
 
 
 # -- margins -------------------------------------------------------------------------------------------------
-def multi_margin(pred, target, *, p: int = 1, margin: float = 1.0, class_weights=(), space: str = "scores") -> np.ndarray:
+def multi_margin(pred, target, *, p: int = 1, margin: float = 1.0, class_weights=(),
+                 space: str = "scores") -> np.ndarray:
     """Weston-Watkins multiclass margin loss, torch MultiMarginLoss(reduction='none') semantics.
 
     l = (1/C) sum_{i != y} w_y max(0, margin - x_y + x_i)^p (torch multiplies w_y after the power and
@@ -274,7 +288,7 @@ def _scores(arrays, params, ctx, loss: str, space: str | None = None, *, rows: s
         L.check_unit_interval(pred, ctx, "pred")
         L.check_row_sums(pred, ctx, "pred", loss, action=rows, consequence=consequence)
     elif space == "log-probabilities":
-        L.check_log_probs(pred, ctx, "pred", loss)
+        L.check_log_probs(pred, ctx, "pred", loss, action=rows)
     return pred
 
 
@@ -305,16 +319,18 @@ def _dist_target(arrays, ctx, C: int, loss: str, *, ignore_index=None, one_hot: 
 
 def _prep_cross_entropy(arrays, params, ctx):
     space = params.get("space", "logits")
-    pred = _scores(arrays, params, ctx, "cross_entropy", space)
+    rows = params.get("row_sums", "warn")
+    note = "uses them as given (torch does not renormalise; row_sums=error to reject them)"
+    pred = _scores(arrays, params, ctx, "cross_entropy", space, rows=rows, consequence=note)
     C = pred.shape[1]
     L.check_class_weights(params.get("class_weights"), C, ctx)
     target = _dist_target(arrays, ctx, C, "cross_entropy", ignore_index=params.get("ignore_index"),
-                          one_hot=False, consequence="uses them as given (torch does not renormalise)")
+                          one_hot=False, rows=rows, consequence=note)
     return {"pred": pred, "target": target}
 
 
 def _prep_nll(arrays, params, ctx):
-    pred = _scores(arrays, params, ctx, "nll", "log-probabilities")
+    pred = _scores(arrays, params, ctx, "nll", "log-probabilities", rows=params.get("row_sums", "warn"))
     C = pred.shape[1]
     L.check_class_weights(params.get("class_weights"), C, ctx)
     target = _index_target(arrays, ctx, C, "nll", params.get("ignore_index"),
@@ -324,17 +340,18 @@ def _prep_nll(arrays, params, ctx):
 
 def _prep_kl(arrays, params, ctx):
     space = params.get("space", "log-probabilities")
-    pred = _scores(arrays, params, ctx, "kl_div", space)
+    rows = params.get("row_sums", "warn")
+    note = "uses them as given (torch does not check; row_sums=error to reject them)"
+    pred = _scores(arrays, params, ctx, "kl_div", space, rows=rows, consequence=note)
     C = pred.shape[1]
     t = arrays["target"]
     if params.get("log_target"):
         if L.is_strings(t) or np.asarray(t).ndim != 2 or t.shape[1] != C:
             raise ctx.error("target", None, f"log_target=true needs {C} log-probability target columns "
                                             f"(one per class)")
-        L.check_log_probs(t, ctx, "target", "kl_div")
+        L.check_log_probs(t, ctx, "target", "kl_div", action=rows)
         return {"pred": pred, "target": t}
-    return {"pred": pred, "target": _dist_target(arrays, ctx, C, "kl_div",
-                                                 consequence="uses them as given (torch does not check)")}
+    return {"pred": pred, "target": _dist_target(arrays, ctx, C, "kl_div", rows=rows, consequence=note)}
 
 
 def _prep_js(arrays, params, ctx):
@@ -396,8 +413,13 @@ _STR = {"string_roles": ("target",)}
 _CW = Param("class_weights", list, (), "one weight per class (also --class-weights 1,2,5); empty = all 1")
 _IGNORE = Param("ignore_index", int, -100, "target value whose rows are skipped (contribute 0 to sum and norm)")
 _SPACE3 = ("logits", "log-probabilities", "probabilities")
+_ROWS = L.row_sums_param(("warn", "error"), "torch neither checks nor renormalises")
+_NORM = Param("norm", str, "weights", "denominator of the mean: weights = sum of the target-class weights of the "
+              "non-ignored rows (torch); rows = their number (the plain mean of the per-sample values, as class "
+              "weights applied as sample weights, Keras / sklearn style)", choices=("weights", "rows"))
 
 register(LossSpec(
+    grad=L.grad_with_row_sums("cross_entropy"),
     name="cross_entropy", aliases=("ce", "crossentropy", "softmax_cross_entropy", "categorical_cross_entropy",
                                    "crossentropyloss"),
     kind="multiclass", fn=cross_entropy, terms=cross_entropy_terms, space="logits",
@@ -405,7 +427,8 @@ register(LossSpec(
             Param("label_smoothing", float, 0.0, "mix eps of the uniform distribution into the target (torch: eps/C)",
                   low=0.0, high=1.0),
             Param("space", str, "logits", "logits (torch), log-probabilities (as NLLLoss) or probabilities "
-                  "(log clamped at -100)", choices=_SPACE3)),
+                  "(log clamped at -100)", choices=_SPACE3),
+            _ROWS, _NORM),
     summary="Softmax cross-entropy from logits (torch CrossEntropyLoss): index, one-hot or soft targets.",
     formula="l = -w_y [(1-eps) log p_y] - (eps/C) sum_c w_c log p_c, p = softmax(x); soft y: -sum_c w_c y_c log p_c",
     latex=r"\ell = -(1-\epsilon)\,w_y \log p_y - \frac{\epsilon}{C}\sum_c w_c \log p_c,\ p = \mathrm{softmax}(x)",
@@ -413,47 +436,57 @@ register(LossSpec(
     when="The standard multiclass training loss; logits by default (log-sum-exp, exact for logits of +-1e4). "
          "Targets: class indices or names (one column) or one-hot / soft rows (n, C), not renormalised (torch). "
          "With class weights the mean is torch's weighted mean sum(w_y l)/sum(w_y), not the plain mean of "
-         "per-sample values; all rows ignored gives NaN (torch; Keras would give 0). Label smoothing is torch's "
+         "per-sample values (norm=rows gives that plain mean); all rows ignored gives NaN (torch; Keras would "
+         "give 0). Label smoothing is torch's "
          "eps/C uniform mix, applied with the class weights as torch does. --probs takes log p clamped at "
-         "-100 (torch NLLLoss(log p) would give inf at p=0); for sklearn's clipping use log_loss.",
+         "-100 (torch NLLLoss(log p) would give inf at p=0); for sklearn's clipping use log_loss. Probability "
+         "rows (--probs input, soft targets) that do not sum to 1 are used as given with a warning naming the "
+         "first row (torch does not check); row_sums=error rejects them. Empty input is an input error (exit 3; "
+         "torch's mean would be NaN).",
     reduction_note="mean = sum(s*l)/sum(s*w_y) over non-ignored rows for index targets (torch's weighted mean, "
-                   "s = sample weight), sum(s*l)/sum(s) for one-hot/soft targets (torch divides by N); sum = "
-                   "torch reduction='sum'",
+                   "s = sample weight), sum(s*l)/sum(s) for one-hot/soft targets (torch divides by N); norm=rows: "
+                   "sum(s*l)/sum(s) over non-ignored rows; sum = torch reduction='sum'",
     example="lossctl eval sample_data/multiclass.csv -l cross_entropy --pred 'logit_*' --target species",
     related=("nll", "log_loss", "softmax_focal", "kl_div"),
     extra={**_STR, "prepare": _prep_cross_entropy, "check_params": L.check_class_weights_param},
 ))
 
 register(LossSpec(
+    grad=L.grad_with_row_sums("nll"),
     name="nll", aliases=("nll_loss", "nllloss", "negative_log_likelihood"), kind="multiclass", fn=nll,
-    terms=nll_terms, space="log-probabilities", params=(_CW, _IGNORE),
+    terms=nll_terms, space="log-probabilities", params=(_CW, _IGNORE, _ROWS, _NORM),
     summary="Negative log-likelihood of log-probabilities (torch NLLLoss).",
     formula="l = -w_y x_y, x = log-probabilities; 0 where y == ignore_index",
     latex=r"\ell = -w_y\, x_y",
     reference="torch.nn.NLLLoss",
     when="Models saved as log-probabilities (log_softmax outputs). Values are used as given (torch does not "
-         "renormalise; rows whose exp does not sum to 1 give a warning). Class weights use torch's weighted "
-         "mean; all rows ignored gives NaN.",
-    reduction_note="mean = sum(s*l)/sum(s*w_y) over non-ignored rows (torch's weighted mean)",
+         "renormalise; rows whose exp does not sum to 1 give a warning, row_sums=error rejects them). Class "
+         "weights use torch's weighted mean; all rows ignored gives NaN (torch; Keras would give 0).",
+    reduction_note="mean = sum(s*l)/sum(s*w_y) over non-ignored rows (torch's weighted mean); norm=rows: "
+                   "sum(s*l)/sum(s) over non-ignored rows",
     example="lossctl eval sample_data/multiclass.csv -l nll --pred 'logp_*' --target species --log-probs",
     related=("cross_entropy", "log_loss"),
     extra={**_STR, "prepare": _prep_nll, "check_params": L.check_class_weights_param},
 ))
 
 register(LossSpec(
+    grad=L.grad_with_row_sums("kl_div"),
     name="kl_div", aliases=("kl", "kl_divergence", "kldiv", "kldivloss", "relative_entropy"), kind="multiclass",
     fn=kl_div, space="log-probabilities",
     params=(Param("log_target", bool, False, "target columns are log-probabilities (torch log_target)"),
             Param("space", str, "log-probabilities", "model input: log-probabilities (torch), logits or "
-                  "probabilities", choices=("log-probabilities", "logits", "probabilities"))),
+                  "probabilities", choices=("log-probabilities", "logits", "probabilities")),
+            _ROWS),
     summary="Kullback-Leibler divergence KL(target || model) per sample (torch KLDivLoss, batchmean).",
     formula="l = sum_c p_c (log p_c - log q_c); p = target, log q = pred",
     latex=r"\ell = \sum_c p_c (\log p_c - \log q_c)",
     reference="torch.nn.KLDivLoss(reduction='batchmean')",
     when="Distillation and calibration against a reference distribution. As torch, the model input is "
          "log-probabilities by default (--logits / --probs convert) and the target comes second: KL(target || "
-         "model) (torchmetrics puts the reference first). Rows are not renormalised (warning if they do not sum "
-         "to 1). With --probs a zero model probability where the target is positive gives inf, the true KL.",
+         "model) (torchmetrics puts the reference first; Keras clips both sides to [1e-7, 1]). Rows are not "
+         "renormalised (a warning if they do not sum to 1; row_sums=error rejects them). With --probs a zero "
+         "model probability where the target is positive gives inf, the true KL (the one finite input that "
+         "gives inf, as in torch).",
     reduction_note="per-sample value sums over classes, so mean = torch reduction='batchmean' (the mathematical "
                    "KL); torch's reduction='mean' would further divide by C",
     example="lossctl eval sample_data/multiclass.csv -l kl_div --pred 'logit_*' --target 'q_*' --logits",
@@ -551,7 +584,8 @@ register(LossSpec(
     when="Multi-label files: one logit column and one 0/1 target column per label. Equals bce_with_logits on "
          "the same columns (mean over labels) with optional per-label weights.",
     reduction_note="mean = sum(s*l)/sum(s) (torch divides by N)",
-    example="lossctl eval sample_data/multilabel.csv -l multilabel_soft_margin --pred 'logit_*' --target 'y_*'",
+    example="lossctl eval sample_data/binary.parquet -l multilabel_soft_margin --pred 'tag_logit_*' "
+            "--target 'tag_[0-9]'",
     related=("bce_with_logits", "focal"),
     extra={"prepare": _prep_multilabel, "check_params": L.check_class_weights_param},
 ))

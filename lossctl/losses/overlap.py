@@ -43,9 +43,9 @@ Boxes
 ``box_iou``, ``giou``, ``diou`` and ``ciou`` reproduce torchvision.ops (generalized_ / distance_ /
 complete_box_iou_loss, reduction='none', eps=1e-7) on (n, 4) boxes, converted from ``box_format`` xywh or
 cxcywh to xyxy first (torchvision.ops.box_convert).  Boxes with x2 < x1 or y2 < y1 are input errors
-(zero-area boxes are allowed).  Differences from torchvision, both documented in the loss entries: CIoU's
-aspect term uses atan2(w, h), which equals torchvision's atan(w / h) except for a zero-width zero-height
-box, where torchvision gives NaN and lossctl uses angle 0; and torchvision's CIoU passes ``eps`` to its
+(zero-area boxes are allowed).  Two details, both documented in the loss entries: CIoU's aspect angle is
+torchvision's atan(w / h) (pi/2 for a zero-height box, as there), except for a zero-width zero-height box,
+where torchvision gives NaN (0/0) and lossctl uses angle 0; and torchvision's CIoU passes ``eps`` to its
 alpha term only (the IoU and distance terms keep 1e-7) -- lossctl does the same, so the values agree.
 
 Every function is checked against a torch reference in tests/test_parity_overlap.py.
@@ -146,18 +146,18 @@ def _mask_fn(name: str):
 
 
 def _mask_terms(name: str):
-    loss_fn = _mask_fn(name)
-
-    def terms(pred, target, **params) -> dict:
-        inter, fp, fn_ = mask_stats(pred, target, classes=params.get("classes", 1),
-                                    class_axis=params.get("class_axis", "last"),
-                                    space=params.get("space", "probabilities"))
+    def terms(pred, target, *, smooth: float = 0.0, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0,
+              classes: int = 1, class_axis: str = "last", space: str = "probabilities",
+              average: str = "dataset") -> dict:
+        inter, fp, fn_ = mask_stats(pred, target, classes=classes, class_axis=class_axis, space=space)
         out: dict = {}
         for c in range(inter.shape[1]):
             out[f"inter_{c}"] = inter[:, c]
             out[f"fp_{c}"] = fp[:, c]
             out[f"fn_{c}"] = fn_[:, c]
-        out["loss"] = loss_fn(pred, target, **params)
+        # each row's own loss (for average=sample and -r sum), from the same stats as the function
+        per_class = _loss_from_stats(name, inter, fp, fn_, smooth=smooth, alpha=alpha, beta=beta, gamma=gamma)
+        out["loss"] = np.mean(per_class, axis=1)
         out["norm"] = 1.0
         return out
     return terms
@@ -234,7 +234,9 @@ _MASK_NOTE = ("mean (average=dataset, default) = loss of the summed weighted ter
               "losses; none = each row's own ratio")
 _MASK_WHEN = ("Rows are whole masks (list column) or single pixels (then group pixels into images with --by). "
               "Intersection is sum(p*t) (Keras/optax), so soft predictions are scored without thresholding. "
-              "Two empty masks score 0 (perfect) with smooth=0. ")
+              "Two empty masks score 0 (perfect) with smooth=0. With classes=C each row holds C masks; the loss is "
+              "the unweighted mean of the C per-class losses (optax), a class absent from both masks counting "
+              "as 0 (perfect) and staying in the mean. ")
 
 
 def _register_mask(name, aliases, summary, formula, latex, reference, when, extra_params=(), related=(),

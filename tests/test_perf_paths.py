@@ -1,0 +1,324 @@
+"""The fast paths of issue 4 give the results of the plain formulations they replace.
+
+Speed itself is measured in benchmarks/ (BENCHMARKS.md), never asserted here.  These tests pin down
+what the optimisations must not change: bit-identical per-sample values (log_loss fast path, in-place
+regression errors), the same validation verdicts (row-sum screen, unit-interval check), the same
+compensated sums, and the background reader's order, errors and shutdown.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lossctl
+from lossctl import api
+from lossctl.io.sources import DEFAULT_BATCH_ROWS, auto_batch_rows
+from lossctl.losses import _labels as L
+from lossctl.losses import binary, regression
+from lossctl.state import SumState, _neumaier_add
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _log_loss_general(p, y, eps=EPS, row_sums="warn"):
+    """sklearn's formulation, as binary.log_loss computed it before the fast path."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p], axis=1)
+        y = np.stack([1.0 - y, y], axis=1) if y.ndim == 1 else y
+    else:
+        if row_sums == "renormalize":
+            p = p / np.sum(p, axis=1, keepdims=True)
+        if y.ndim == 1:
+            y = L.one_hot(y, p.shape[1])
+    p = np.clip(p, eps, 1.0 - eps)
+    return -np.sum(np.where(y == 0, 0.0, y * np.log(p)), axis=1)
+
+
+def _probs(rng, n, c):
+    p = rng.random((n, c))
+    p[rng.random((n, c)) < 0.1] = 0.0  # exact zeros and ones: the clip matters
+    p[rng.random((n, c)) < 0.05] = 1.0
+    return p
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # all-zero rows renormalised: 0/0, in both forms
+@pytest.mark.parametrize("seed", range(20))
+def test_log_loss_fast_path_is_bit_identical(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    p = _probs(rng, n, 1)[:, 0]
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    np.testing.assert_array_equal(binary.log_loss(p, y), _log_loss_general(p, y))
+    eps = float(rng.choice([EPS, 1e-7, 1e-15]))
+    np.testing.assert_array_equal(binary.log_loss(p, y, eps=eps), _log_loss_general(p, y, eps=eps))
+    soft = rng.random(n)  # soft labels take the general path
+    np.testing.assert_array_equal(binary.log_loss(p, soft), _log_loss_general(p, soft))
+    c = int(rng.integers(1, 12))
+    P = _probs(rng, n, c)
+    yi = rng.integers(0, c, n).astype(np.float64)
+    for rows in ("warn", "renormalize"):
+        np.testing.assert_array_equal(binary.log_loss(P, yi, row_sums=rows),
+                                      _log_loss_general(P, yi, row_sums=rows))
+    onehot = L.one_hot(yi, c)  # (n, C) targets: general path, same values
+    np.testing.assert_array_equal(binary.log_loss(P, onehot), binary.log_loss(P, yi))
+
+
+def test_log_loss_fast_path_keeps_nan_semantics():
+    p = np.array([np.nan, 0.3, 0.7])
+    y = np.array([1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(binary.log_loss(p, y), _log_loss_general(p, y))
+    P = np.array([[np.nan, 0.5, 0.5], [0.2, 0.3, 0.5]])  # NaN in a column that is not the label's
+    yi = np.array([1.0, 2.0])
+    np.testing.assert_array_equal(binary.log_loss(P, yi), _log_loss_general(P, yi))
+
+
+@pytest.mark.parametrize("fn,plain", [
+    (regression.squared_error, lambda d: d * d),
+    (regression.absolute_error, np.abs),
+    (regression.root_squared_error, np.abs),
+    (regression.half_squared_error, lambda d: 0.5 * (d * d)),
+])
+def test_in_place_regression_errors_match_plain_formulas(fn, plain):
+    rng = np.random.default_rng(1)
+    pred, target = rng.standard_normal(1000) * 1e3, rng.standard_normal(1000)
+    before = pred.copy(), target.copy()
+    np.testing.assert_array_equal(fn(pred, target), plain(pred - target))
+    np.testing.assert_array_equal(pred, before[0])  # the inputs are never written to
+    np.testing.assert_array_equal(target, before[1])
+
+
+class _Ctx:
+    def __init__(self):
+        self.memo, self.options, self.row0 = {}, {}, 0
+        self.warnings = []
+
+    def error(self, role, i, message):
+        return ValueError(i, message)
+
+
+def _row_sum_verdict(p, tol=L.ROW_SUM_TOL):
+    """(first bad row, its np.sum) as the plain check computes them, or None."""
+    s = np.sum(p, axis=1)
+    bad = np.abs(s - 1.0) > tol
+    return (int(np.argmax(bad)), float(s[np.argmax(bad)])) if bad.any() else None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_row_sum_screen_gives_the_exact_verdict(data):
+    n = data.draw(st.integers(1, 40))
+    c = data.draw(st.integers(1, 30))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    p = rng.random((n, c))
+    p /= p.sum(axis=1, keepdims=True)
+    i = data.draw(st.integers(0, n - 1))
+    # rows right at the tolerance, where the screen's rounding could matter, and non-finite or negative values
+    p[i, 0] += data.draw(st.sampled_from([0.0, 1e-6, 1e-6 * (1 + 1e-10), 1e-6 * (1 - 1e-10), -1e-6, 3e-6,
+                                          1e-7, np.nan, np.inf, -2.0]))
+    want = _row_sum_verdict(p)
+    try:
+        L.check_row_sums(p, _Ctx(), "pred", "log_loss", action="error")
+        got = None
+    except ValueError as exc:
+        got = exc.args
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None and got[0] == want[0] and repr(want[1]) in got[1]
+
+
+@pytest.mark.parametrize("values,bad_row", [([0.0, 1.0, 0.5], None), ([0.2, np.nan, 0.3], None),
+                                            ([0.2, 1.5, -0.1], 1), ([-0.0, 0.0], None), ([], None)])
+def test_unit_interval_check(values, bad_row):
+    p = np.array(values, dtype=np.float64)
+    if bad_row is None:
+        L.check_unit_interval(p, _Ctx(), "pred")
+    else:
+        with pytest.raises(ValueError) as exc:
+            L.check_unit_interval(p, _Ctx(), "pred")
+        assert exc.value.args[0] == bad_row
+
+
+def test_scalar_neumaier_matches_the_array_version():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        vals = rng.standard_normal(30) * 10.0 ** rng.integers(-30, 30, 30)
+        vals[rng.integers(0, 30)] = rng.choice([np.inf, -np.inf, np.nan, 0.0, -0.0])
+        hi, lo, s = np.zeros(1), np.zeros(1), SumState()
+        for v in vals:
+            with np.errstate(all="ignore"):
+                _neumaier_add(hi, lo, np.array([v]))
+            s._add_total("k", v)
+        np.testing.assert_array_equal([s.hi["k"], s.lo["k"]], [hi[0], lo[0]])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_an_overflowing_sum_is_inf_not_nan():
+    s = SumState()
+    s.update({"loss": np.array([1e308, 1e308])})  # the batch's sum overflows
+    s.update({"loss": np.array([1.0])})
+    assert s.total("loss") == np.inf
+    g = SumState()
+    g.update({"loss": np.array([1e308, 1e308, 1.0])}, groups=np.array([0, 0, 1]), ngroups=2)
+    g.update({"loss": np.array([1e308, 2.0])}, groups=np.array([0, 1]), ngroups=2)
+    assert g.group_totals(0)["loss"] == np.inf and g.group_totals(1)["loss"] == 3.0
+
+
+# -- the background reader ------------------------------------------------------------------------------
+def test_prefetched_keeps_order_and_raises_after_the_items_before_the_error():
+    def gen():
+        yield from range(5)
+        raise lossctl.errors.InputError("boom at 5")
+
+    got = []
+    with pytest.raises(lossctl.errors.InputError, match="boom at 5"):
+        for x in api._prefetched(gen(), depth=2):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_prefetched_stops_the_reader_when_the_consumer_stops():
+    produced = []
+    finished = threading.Event()
+
+    def gen():
+        try:
+            for i in range(10_000):
+                produced.append(i)
+                yield i
+        finally:
+            finished.set()
+
+    it = api._prefetched(gen(), depth=2)
+    assert next(it) == 0
+    it.close()
+    deadline = time.monotonic() + 5
+    while not finished.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert finished.is_set(), "the reader thread kept running after the consumer stopped"
+    assert len(produced) < 10  # bounded read-ahead: never ran far past the consumer
+
+
+def test_reader_thread_does_not_outlive_an_evaluation(tmp_path):
+    x = np.linspace(0, 1, 50_000)
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"y_true": x, "y_pred": x * 1.5}), path, row_group_size=7_000)
+    before = {t.name for t in threading.enumerate()}
+    res = lossctl.evaluate(str(path), ["mse"], batch_rows=1000)
+    assert res.value("mse") == pytest.approx(float(np.mean((0.5 * x) ** 2)), rel=1e-13)
+    time.sleep(0.2)
+    left = [t for t in threading.enumerate() if t.name == "lossctl-reader" and t.name not in before]
+    assert not left
+
+
+# -- batch sizes ------------------------------------------------------------------------------------------
+def test_auto_batch_rows_shrinks_for_wide_inputs_only():
+    assert auto_batch_rows(1) == auto_batch_rows(2) == DEFAULT_BATCH_ROWS
+    assert auto_batch_rows(11) < DEFAULT_BATCH_ROWS
+    assert auto_batch_rows(10_000) == 4096
+    assert all(auto_batch_rows(k) % 1024 == 0 for k in range(1, 200))
+
+
+def test_default_batching_gives_the_single_batch_result(tmp_path):
+    """Wide multiclass input read in the automatic (smaller) batches: the same value as one batch."""
+    rng = np.random.default_rng(3)
+    n, c = 40_000, 12
+    p = rng.random((n, c))
+    p /= p.sum(axis=1, keepdims=True)
+    cols = {f"p_{k}": p[:, k] for k in range(c)}
+    cols["label"] = rng.integers(0, c, n)
+    path = tmp_path / "mc.parquet"
+    pq.write_table(pa.table(cols), path, row_group_size=9_999)
+    auto = lossctl.evaluate(str(path), ["log_loss"], pred="p_*", target="label").value()
+    one = lossctl.evaluate(str(path), ["log_loss"], pred="p_*", target="label", batch_rows=n).value()
+    ref = float(np.mean(-np.log(np.clip(p[np.arange(n), cols["label"]], EPS, 1 - EPS))))
+    assert auto == pytest.approx(one, rel=1e-14)
+    assert auto == pytest.approx(ref, rel=1e-13)
+
+
+# -- the benchmark harness reports a peer it cannot run -------------------------------------------------------
+def test_bench_reports_a_peer_that_is_not_installed(monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench
+        import peers
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setitem(peers.REQUIRES, "polars", ["polars", "no_such_module_for_lossctl_tests"])
+    monkeypatch.setitem(bench.REQUIRES, "polars", ["polars", "no_such_module_for_lossctl_tests"])
+    import importlib.util
+    absent = [m for m in ("polars", "no_such_module_for_lossctl_tests") if importlib.util.find_spec(m) is None]
+    want = "not installed (" + ", ".join(absent) + ")"
+    e = bench.peer_entry("polars", "mse", "x.parquet", 1.0)
+    assert e.argv is None and e.missing == want
+    job = bench.Job("mse", "parquet", "t", "lossctl",
+                    [bench.Entry("lossctl", ["lossctl"], role="lossctl", walls=[1.0], rss_kb=[1000],
+                                 values=[1.0], ref=1.0), e])
+    rows = bench.job_rows(job)
+    assert rows[1][:2] == ["polars", want]
+
+
+@pytest.mark.parametrize("labels", [[0.0, 1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [-0.0, 1.0], [-1.0, 1.0, 1.0],
+                                    [0.0, 0.5], [1.0, 2.0], [np.nan, 1.0], [[0.0, 1.0], [1.0, 1.0]], []])
+def test_binary_label_check_agrees_with_the_plain_rule(labels):
+    y = np.array(labels, dtype=np.float64)
+    ok = (y == 0) | (y == 1) | (y == -1)
+    ctx = _Ctx()
+    if not ok.all():
+        with pytest.raises(ValueError) as exc:
+            L.binary_labels(y, ctx, "target")
+        assert exc.value.args[0] == L.first_row(~ok)
+        return
+    got = L.binary_labels(y, ctx, "target")
+    np.testing.assert_array_equal(got, np.where(y > 0, 1.0, 0.0))
+    want = "0/1" if (y == 0).any() else ("-1/+1" if (y == -1).any() else None)
+    assert ctx.memo.get("binary_coding") == want
+
+
+def test_parquet_evaluation_skips_the_pyarrow_parquet_module(tmp_path):
+    """Reading goes through ParquetReader: pyarrow.parquet (and pyarrow.fs, ssl) stay unimported."""
+    import json
+    import os
+    import subprocess
+
+    x = np.linspace(0, 1, 3000)
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"y_true": x, "y_pred": x * 1.1}), path)
+    probe = ("import json, sys\nfrom lossctl.cli import main\ntry:\n    main(['eval', %r, '-l', 'mse', '--value'])\n"
+             "except SystemExit:\n    pass\nprint(json.dumps(sorted(sys.modules)), file=sys.stderr)\n" % str(path))
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    loaded = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert float(proc.stdout) == pytest.approx(float(np.mean((0.1 * x) ** 2)), rel=1e-12)
+    assert "pyarrow.parquet" not in loaded and "pyarrow.fs" not in loaded
+
+
+def test_a_line_longer_than_a_range_and_errors_after_it_are_located(tmp_path):
+    """CSV ranges are parsed ahead in a thread: rows and errors still come in file order."""
+    from lossctl.io import sources
+
+    rows = [f"{i},{i + 0.5}" for i in range(30_000)]
+    rows[12_345] = "1," + "2" * 200 + ".0"  # a long line
+    rows[25_000] = "oops,1.0"
+    path = tmp_path / "r.csv"
+    path.write_text("y_true,y_pred\n" + "\n".join(rows) + "\n")
+    src = sources.open_source(str(path))
+    got = []
+    with pytest.raises(lossctl.errors.InputError, match=r"row 25001"):
+        for b in src._csv_ranges(["y_true", "y_pred"], {"y_true": pa.float64(), "y_pred": pa.float64()},
+                                 str(path), chunk_bytes=4096):
+            got.extend(b.column(0).to_pylist())
+    # the ranges before the one holding the bad row arrived whole and in file order
+    want = [float(r.split(",")[0]) for r in rows[:25_000]]
+    assert 24_000 < len(got) <= 25_000 and got == want[:len(got)]
