@@ -19,6 +19,23 @@ EXIT_HELP = """Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 
 class LossctlGroup(click.Group):
     """Maps lossctl errors to one stderr line and their exit code (traceback only with --debug)."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # Click's own usage errors (unknown option, bad choice, missing argument) become one line too
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            _usage_line(exc)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -49,6 +66,12 @@ class LossctlGroup(click.Group):
             click.echo(f"lossctl: internal error: {type(exc).__name__}: {one_line(str(exc))} "
                        f"(this is a bug; rerun with --debug for a traceback)", err=True)
             ctx.exit(70)
+
+
+def _usage_line(exc: click.UsageError) -> None:
+    cmd = exc.ctx.command_path if exc.ctx is not None else "lossctl"
+    msg = one_line(" ".join(exc.format_message().split()))
+    click.echo(f"lossctl: error: {msg} (see '{cmd} --help')", err=True)
 
 
 def one_line(text: str) -> str:
@@ -395,6 +418,9 @@ def main(argv=None) -> None:
         click.echo("lossctl: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # Click's own (unknown option, missing argument): one line like ours
+        _usage_line(exc)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

@@ -139,6 +139,9 @@ def print_table(res, out: TextIO | None = None) -> None:
             cells += [fmt_value(ci.get("low")), fmt_value(ci.get("high"))]
         t.add_row(*cells)
     print_whole(con, t)
+    if res.extra.get("classes"):  # string labels: which score column is which class
+        con.print("classes (score-column order): " + ", ".join(str(c) for c in res.extra["classes"]),
+                  soft_wrap=True, markup=False)
     if res.extra.get("omitted_rows"):
         con.print(f"omitted {res.extra['omitted_rows']} row(s) with NaN, inf or missing inputs (--nan-policy omit)")
     if res.output:

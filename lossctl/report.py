@@ -27,6 +27,9 @@ def write_atomic(path: str, text: str) -> None:
         raise UsageError(f"{path}: directory {parent} does not exist; create it first")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=parent)
     try:
+        from .io.sinks import _umask
+        # mkstemp creates 0600; a report is an ordinary file (an existing one keeps its mode)
+        os.fchmod(fd, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
         os.replace(tmp, path)

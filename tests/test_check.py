@@ -204,6 +204,12 @@ def test_junit_and_markdown_for_a_passing_run(tmp_path, monkeypatch):
     md = (tmp_path / "s.md").read_text()
     assert md.startswith("## ✅ lossctl check: ")
     assert md.splitlines()[0].endswith(": 9 of 9 gates passed")
+    # reports are ordinary files (the umask's mode), not the 0600 of the temporary file they were written to
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("r.xml", "s.md"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
 
 
 # -- Markdown ------------------------------------------------------------------------------------------------

@@ -192,6 +192,18 @@ def test_string_labels_mapped_through_classes(mc_csv):
     assert not math.isclose(other, values(doc)["log_loss"], rel_tol=1e-3)
 
 
+def test_table_names_the_class_order_of_string_labels():
+    order = ["virginica", "setosa", "versicolor"]
+    res = invoke(["eval", MC_CSV, "-l", "log_loss", "--pred", "p_virginica,p_setosa,p_versicolor",
+                  "--target", "species", "--classes", ",".join(order)])
+    assert res.exit_code == 0, res.stderr
+    assert "classes (score-column order): virginica, setosa, versicolor" in res.stdout
+    res = invoke(["eval", MC_CSV, "-l", "log_loss", "--pred", "p_*", "--target", "species"])
+    assert "classes (score-column order): " + ", ".join(SPECIES) in res.stdout
+    res = invoke(["eval", MC_PQ, "-l", "cross_entropy", "--pred", "logits", "--target", "label"])
+    assert res.exit_code == 0 and "classes" not in res.stdout  # integer labels: nothing to name
+
+
 def test_class_weights_torch_weighted_mean(mc_pq):
     doc = evaluate(MC_PQ, "-l", "cross_entropy", "--class-weights", "1,2,5", "--pred", "logits")
     x, y = arr(mc_pq, "logits"), arr(mc_pq, "label")

@@ -261,7 +261,8 @@ def test_click_usage_errors_exit_2(dyadic_csv, args):
     res = invoke(["eval", path, "-l", "mse", *args])
     assert res.exit_code == 2
     assert res.stdout == "" and "Traceback" not in res.stderr
-    assert res.stderr.splitlines()[-1].startswith("Error: ")
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lossctl: error: ") and "--help" in lines[0], res.stderr
 
 
 def test_loss_flag_is_required(dyadic_csv):

@@ -111,7 +111,12 @@ class Source:
 
     @property
     def display(self) -> str:
-        return "<stdin>" if self.path == "-" else self.path
+        if self.path == "-":
+            return "<stdin>"
+        if "://" in self.path:  # user:password@, ?signature= and #fragments never reach output or messages
+            from .remote import redact_url
+            return redact_url(self.path)
+        return self.path
 
     # -- schema ---------------------------------------------------------------------------------
     def schema(self) -> pa.Schema:

@@ -40,7 +40,7 @@ class Case:
     stdin: bytes | None = None
     value: float | None = None        # valid cases: what --value prints (first loss)
     output: bool = True               # also ask for a per-sample file (-o) and check none is left behind
-    click_usage: bool = False         # a Click usage error ("Usage: ..." + "Error: ..." lines), exit 2
+    click_usage: bool = False         # a usage error Click itself detects (one line ending with a --help pointer), exit 2
     setup: Callable | None = None     # setup(d, monkeypatch): extra arrangements (permission denial, cwd)
     xfail: str | None = None          # a known bug outside the hardening files (strict: fails once fixed)
 
