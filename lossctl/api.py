@@ -237,7 +237,7 @@ def _key_array(arr: pa.Array, where: str, rownum: Callable[[int], int] | None = 
         arr = arr.combine_chunks()
     if arr.null_count:
         i = colmod._first_null(arr)
-        raise InputError(f"{where}{at(i)}: missing key value ({arr.null_count} in this batch); keys and groups "
+        raise InputError(f"{where}{at(i)}: missing key value ({arr.null_count} in these {len(arr)} rows); keys and groups "
                          f"need a value in every row: fill them or drop those rows")
     t = arr.type
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_temporal(t):
@@ -535,6 +535,7 @@ def plan_evaluation(
     classes: Sequence[str] | None = None,
     class_weights: Sequence[float] | None = None,
     space: str | None = None,
+    box_format: str | None = None,
     grad: bool = False,
     per_sample: bool = False,
     storage_options: Mapping[str, Any] | None = None,
@@ -564,7 +565,8 @@ def plan_evaluation(
         raise UsageError("standard input (-) can be read only once; give the predictions or the labels as a file")
 
     options = {"classes": list(classes) if classes else None,
-               "class_weights": tuple(class_weights) if class_weights else None, "space": space}
+               "class_weights": tuple(class_weights) if class_weights else None, "space": space,
+               "box_format": box_format}
     reqs = make_requests(losses)
     _apply_options(reqs, options)
     if reduction == "sum":
@@ -929,7 +931,7 @@ def evaluate(
         ``[("huber", {"delta": 0.5})]``.
     options : pred, target, weight, by, ids, on, inner, columns, reduction ('mean' | 'sum' | 'none'),
         batch_rows, input_format, output (per-sample file, written atomically), force, limit, classes,
-        class_weights, space, grad: see :func:`plan_evaluation`.
+        class_weights, space, box_format, grad: see :func:`plan_evaluation`.
     engine : 'local' (default) or 'dask' (``engine_options``: scheduler, workers; needs lossctl[dask]).
     on_result : called with the result before the per-sample file is committed (the CLI checks its
         ``--fail-if`` gates there), so an error it raises leaves no output file behind.
@@ -973,7 +975,8 @@ def evaluate(
 
 
 def _apply_options(reqs: list[LossRequest], options: Mapping[str, Any]) -> None:
-    """Route --logits/--probs/--log-probs and --class-weights to the losses that take them."""
+    """Route --logits/--probs/--log-probs, --class-weights and --box-format to the losses that take them
+    (a parameter given on the loss itself, ``giou:box_format=xywh``, wins)."""
     space = options.get("space")
     if space:
         for r in reqs:
@@ -982,8 +985,10 @@ def _apply_options(reqs: list[LossRequest], options: Mapping[str, Any]) -> None:
                 if "space" not in r.given:
                     r.params["space"] = pspec.parse(space, r.spec.name)
             elif r.spec.space != space:
+                alt = [n for n in r.spec.related if _reads(n, space)]
+                instead = f" ({alt[0]} reads {space})" if alt else ""
                 raise UsageError(f"{r.spec.name} takes {r.spec.space}, not {space}; drop --{_space_flag(space)} "
-                                 f"or evaluate it separately")
+                                 f"or evaluate it separately{instead}")
     cw = options.get("class_weights")
     if cw:
         takers = [r for r in reqs if any(p.name == "class_weights" for p in r.spec.params)]
@@ -995,6 +1000,28 @@ def _apply_options(reqs: list[LossRequest], options: Mapping[str, Any]) -> None:
                 check = r.spec.extra.get("check_params")
                 if check is not None:
                     check(r.params)
+
+
+    box_format = options.get("box_format")
+    if box_format:
+        takers = [r for r in reqs if any(p.name == "box_format" for p in r.spec.params)]
+        if not takers:
+            raise UsageError("--box-format: none of the requested losses takes boxes (iou, giou, diou, ciou)")
+        for r in takers:
+            if "box_format" not in r.given:
+                pspec = {p.name: p for p in r.spec.params}["box_format"]
+                r.params["box_format"] = pspec.parse(box_format, r.spec.name)
+
+
+def _reads(name: str, space: str) -> bool:
+    """Whether the registered loss ``name`` reads predictions in ``space`` (by default or through its
+    ``space`` parameter)."""
+    try:
+        spec = registry.get(name)
+    except UsageError:
+        return False
+    p = {q.name: q for q in spec.params}.get("space")
+    return spec.space == space or (p is not None and space in (p.choices or ()))
 
 
 def _space_flag(space: str) -> str:

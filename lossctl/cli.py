@@ -189,6 +189,8 @@ Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data erro
 @click.option("--logits", "space", flag_value="logits", help="Predictions are logits.")
 @click.option("--probs", "space", flag_value="probabilities", help="Predictions are probabilities.")
 @click.option("--log-probs", "space", flag_value="log-probabilities", help="Predictions are log-probabilities.")
+@click.option("--box-format", type=click.Choice(["xyxy", "xywh", "cxcywh"]), default=None,
+              help="Box coordinates for box losses (default xyxy, torchvision's). --box-format xywh")
 @click.option("--nan-policy", type=click.Choice(["error", "omit", "propagate"]), default="error", show_default=True,
               help="Rows with NaN, inf or missing inputs: error (exit 3, names the row), omit (drop and count "
                    "them), propagate (the loss becomes NaN). --nan-policy omit")
@@ -218,7 +220,7 @@ Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 input data erro
 @_debug_flag
 def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inner, var, anchor, label_col, cols,
              reduction, fmt, bare, output, force, limit, batch_size, input_format, classes, class_weights,
-             space, nan_policy, grad, top, hist, quiet, fail_if=(), ci=None, replicates=None, seed=None,
+             space, box_format, nan_policy, grad, top, hist, quiet, fail_if=(), ci=None, replicates=None, seed=None,
              endpoint_url=None, region=None, engine=None, scheduler=None, workers=None):
     """Evaluate losses on PREDICTIONS (and LABELS, aligned by row or joined with --on).
 
@@ -246,7 +248,7 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
     kwargs = dict(pred=pred, target=target, weight=weight, by=_split_multi(by), ids=_split_multi(ids), on=on,
                   inner=inner, columns=columns, reduction=reduction, input_format=input_format, output=output,
                   force=force, limit=limit, classes=[c.strip() for c in classes.split(",")] if classes else None,
-                  class_weights=cw, space=space, nan_policy=nan_policy, grad=grad)
+                  class_weights=cw, space=space, box_format=box_format, nan_policy=nan_policy, grad=grad)
     if batch_size:
         kwargs["batch_rows"] = batch_size
     storage = {k: v for k, v in (("endpoint_url", endpoint_url), ("region", region)) if v}
@@ -257,8 +259,9 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
     if engine == "dask" or scheduler or workers:
         if scheduler and workers:
             raise click.UsageError("--scheduler uses a running cluster, --workers starts one: give one of them")
-        if ci:
-            raise click.UsageError("--ci needs --engine local (the bootstrap sees every batch in one process)")
+        if ci or replicates:
+            raise click.UsageError(f"{'--ci' if ci else '--bootstrap'} needs --engine local (the bootstrap sees "
+                                   f"every batch in one process)")
         kwargs["engine"] = "dask"
         kwargs["engine_options"] = {"scheduler": scheduler, "workers": workers}
     from .cli_ci import EvalGates
@@ -354,7 +357,6 @@ def explain_cmd(name, as_json):
     spec = registry.get(name)
     d = spec.describe()
     if as_json:
-        d["gradient"] = spec.grad is not None
         click.echo(render.dumps(d))
         return
     lines = [f"{spec.name}  ({spec.kind}; inputs: {', '.join(spec.roles)}; predictions as {spec.space})"]

@@ -10,8 +10,10 @@ the built-ins use (the entry point may also name a module that registers at impo
 plugin registers is then also reachable as ``PLUGIN:NAME`` (``-l my_pkg:asymmetric_l2``), where PLUGIN is
 the entry point's name, and its ``plugin`` field says where it came from (``lossctl list``/``explain``).
 
-A plugin that fails to load gives one warning naming it on stderr; it never breaks unrelated commands.
-Its losses are then unknown, as if it were not installed.
+Plugins are loaded when lossctl first needs a loss that is not a built-in, or lists the whole registry
+(``lossctl list``); a run that names only built-ins never reads the entry points.  A plugin that fails to
+load then gives one warning naming it on stderr; it never breaks unrelated commands.  Its losses are
+unknown, as if it were not installed.
 """
 from __future__ import annotations
 

@@ -186,6 +186,14 @@ def test_click_usage_errors_exit_2(dyadic, args, needle):
     assert res.exit_code == 2 and needle in res.stderr and res.stdout == ""
 
 
+@pytest.mark.parametrize("engine", [["--workers", "2"], ["--engine", "dask"], ["--scheduler", "tcp://127.0.0.1:1"]])
+def test_bootstrap_without_ci_on_dask_is_a_usage_error(dyadic, engine):
+    _, path = dyadic
+    res = invoke(["eval", path, "-l", "mse", "--bootstrap", "100", *engine])
+    assert res.exit_code == 2 and res.stdout == "", res.stderr
+    assert res.stderr.startswith("lossctl: error: --bootstrap needs --engine local")
+
+
 def test_gate_carries_the_interval(dyadic):
     _, path = dyadic
     res = invoke(["eval", path, "-l", "mse", "--ci", "0.9", "--bootstrap", "100", "--fail-if", "mse > 0", "-f", "json"])

@@ -359,10 +359,11 @@ def test_nan_policy_error_names_the_first_offending_rows(tmp_path):
     path = write(_nan_table(), tmp_path / "n.parquet")
     msg = run_err(["eval", path, "-l", "mse"], 3)
     _where(msg, file=path, column="y_pred", row=3)
-    assert "3 such rows" in msg and "rows 3, 5, 8" in msg and "--nan-policy omit" in msg
-    # the same, in a later batch: rows are counted over the whole input
+    assert "(3 in rows 1-13: rows 3, 5, 8)" in msg and "--nan-policy omit" in msg
+    # the same, in a later batch: rows are counted over the whole input, and the count says which rows it covers
     msg = run_err(["eval", path, "-l", "mse", "--batch-size", "4"], 3)
     _where(msg, file=path, column="y_pred", row=3)
+    assert "(1 in rows 1-4)" in msg
     tbl = _nan_table()
     path = write(tbl.set_column(0, "y_pred", pa.array([1.0] * 13)), tmp_path / "t.parquet")
     msg = run_err(["eval", path, "-l", "mse", "--batch-size", "4"], 3)

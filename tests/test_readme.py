@@ -104,3 +104,13 @@ def test_readme_command_runs(cmd, comment, tmp_path, monkeypatch):
                                    f"{res.stderr}{res.exception!r}")
     if want == 0:
         assert res.stdout.strip() or res.stderr.strip(), f"`{cmd}` printed nothing"
+
+
+def test_use_in_ci_config_is_the_sample_config():
+    """The complete configuration that README's "Use in CI" shows is sample_data/ci/lossctl.toml, byte for
+    byte, so the README example is the one `lossctl check --config sample_data/ci/lossctl.toml` runs."""
+    text = open(README, encoding="utf-8").read()
+    section = text.split("\n## Use in CI", 1)[1].split("\n## ", 1)[0]
+    tomls = [body for lang, body in _blocks(section) if lang == "toml"]
+    sample = open(os.path.join(ROOT, "sample_data", "ci", "lossctl.toml"), encoding="utf-8").read()
+    assert sample in tomls, "README's Use in CI toml block differs from sample_data/ci/lossctl.toml"

@@ -53,6 +53,16 @@ def test_small_eval_avoids_heavy_modules(tmp_path):
     loaded = set(info["modules"])
     for mod in HEAVY:
         assert mod not in loaded, f"a small `lossctl eval` imported {mod}"
+    # plugins' entry points are read only when a loss is not a built-in (or the registry is listed)
+    assert "importlib.metadata" not in loaded
+
+
+def test_unknown_loss_name_reads_plugin_entry_points(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("y_true,y_pred\n1,2\n")
+    proc, info = _run(["eval", str(path), "-l", "no_such_loss_anywhere"], _root())
+    assert info["code"] == 2, proc.stderr
+    assert "importlib.metadata" in set(info["modules"])
 
 
 def test_parquet_eval_avoids_pandas(tmp_path):

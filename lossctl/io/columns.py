@@ -60,19 +60,12 @@ def match_columns(spec: str, names: Sequence[str]) -> list[str]:
         if part in names:
             out.append(part)
         elif any(c in part for c in "*?["):
-            hits = [n for n in names if fnmatch.fnmatchcase(n, part)]
-            out.extend(_natural_sorted(hits))
+            # file order, as the columns were written (box corners x1,y1,x2,y2; classes 0..K-1): sorting the
+            # names would put x2 before y1
+            out.extend(n for n in names if fnmatch.fnmatchcase(n, part))
         else:
             return []
     return list(dict.fromkeys(out))
-
-
-def _natural_sorted(names: list[str]) -> list[str]:
-    import re
-
-    def key(s: str):
-        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-    return sorted(names, key=key)
 
 
 def bind(role: str, spec: str | None, sources: Sequence, prefer: int = 0, required: bool = True,
@@ -189,7 +182,7 @@ class Converter:
                 if n > 1:
                     nulls = np.flatnonzero(primitive_to_numpy(arr.is_null()))
                     first = ": " + _first_rows(nulls, n, row0)
-                raise self._err(col, row0 + i, f"missing value ({n} in this batch{first}); fill or drop those "
+                raise self._err(col, row0 + i, f"missing value ({n} in rows {row0 + 1}-{row0 + len(arr)}{first}); fill or drop those "
                                                f"rows, or pass --nan-policy omit")
         if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             return self._list(arr, col, row0)
@@ -273,5 +266,5 @@ def check_finite(x: np.ndarray, binding: Binding, row0: int) -> None:
     what = "NaN" if np.isnan(v) else ("inf" if v > 0 else "-inf")
     first = f": {_first_rows(np.flatnonzero(bad_rows), nbad, row0)}" if nbad > 1 else ""
     raise InputError(f"{binding.file}, column {col!r}, row {row0 + i + 1}: {what} value "
-                     f"({nbad} such row{'s' if nbad != 1 else ''} in this batch{first}); losses need finite "
+                     f"({nbad} in rows {row0 + 1}-{row0 + len(x)}{first}); losses need finite "
                      f"numbers (--nan-policy omit drops such rows)")

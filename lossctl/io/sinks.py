@@ -107,7 +107,12 @@ class Sink:
         if self.fmt == "parquet":
             if self._writer is None:
                 import pyarrow.parquet as pq
-                self._writer = pq.ParquetWriter(self.tmp, batch.schema)
+                # dictionary-encode only the id / group text columns: per-sample losses and row numbers are
+                # nearly all distinct, and trying a dictionary for them makes writing ~4x slower
+                text = [f.name for f in batch.schema
+                        if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                                or pa.types.is_boolean(f.type))]
+                self._writer = pq.ParquetWriter(self.tmp, batch.schema, use_dictionary=text or False)
             self._writer.write_batch(batch)
         elif self.fmt in ("csv", "tsv"):
             if self._writer is None:

@@ -172,6 +172,13 @@ def class_indices(y: np.ndarray, ctx, role: str, n_classes: int, ignore_index: i
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1:
         raise ctx.error(role, None, f"expected one class label per row, got {y.shape[1]} columns")
+    given = ctx.options.get("classes") if getattr(ctx, "options", None) else None
+    if given:  # index targets: --classes names the score columns (reported), and must match their number
+        if len(given) != n_classes:
+            raise ctx.error("pred", None, f"the scores have {n_classes} columns but --classes lists {len(given)} "
+                                          f"({_class_list_text([str(c) for c in given])}); list one class per "
+                                          f"score column")
+        ctx.memo["classes"] = [str(c) for c in given]
     frac = y != np.floor(y)
     if frac.any():
         i = first_row(frac)
@@ -292,9 +299,15 @@ def check_log_probs(lp: np.ndarray, ctx, role: str, loss: str, *, action: str = 
     if bad.any():
         i = first_row(bad)
         v = lp.reshape(len(lp), -1)[i][bad.reshape(len(lp), -1)[i]][0]
+        from .. import registry
+        try:
+            takes_space = any(p.name == "space" for p in registry.get(loss).params)
+        except Exception:  # a name the registry does not know (a direct call): give the general hint
+            takes_space = False
+        hint = (f"if these are probabilities or logits, pass --probs or --logits" if takes_space else
+                f"for probabilities or logits use cross_entropy --probs / --logits (or log_loss)")
         raise ctx.error(role, i, f"log-probability {_num(v)} is positive; {loss} reads log-probabilities here: "
-                                 f"for probabilities or logits use cross_entropy --probs / --logits (or "
-                                 f"log_loss)")
+                                 f"{hint}")
     if lp.ndim == 2 and lp.shape[1] > 1:
         with np.errstate(all="ignore"):
             check_row_sums(np.exp(lp), ctx, role, loss, action=action)

@@ -391,7 +391,8 @@ register(LossSpec(
          "allowed. For logits use bce_with_logits (more accurate than sigmoid then bce). torch has no BCE label "
          "smoothing; Keras's binary y(1-eps) + eps/2 is cross_entropy:label_smoothing=eps --probs on the two "
          "columns [1-p, p]. Empty input is an input error (exit 3, as sklearn raises; torch's mean is NaN).",
-    reduction_note="mean = sum(w*l)/sum(w), as torch BCELoss mean with sample weights as w; "
+    reduction_note="mean = sum(w*l)/sum(w) with -w weights, as sklearn's sample_weight (torch BCELoss(weight=w) "
+    "divides by n instead: use -r sum and divide by the row count for that); "
                    + _MULTILABEL_NOTE,
     example="lossctl eval sample_data/binary.parquet -l bce --pred prob --target label",
     related=("bce_with_logits", "log_loss", "focal", "brier"),
@@ -410,7 +411,8 @@ register(LossSpec(
          "values (10000 for the wrong side) and never inf. pos_weight > 1 raises recall on imbalanced data. "
          "torch's own formula loses ~1e-16*|x| absolute accuracy when the loss is tiny (correct side, large "
          "|x|); lossctl keeps full relative accuracy there.",
-    reduction_note="mean = sum(w*l)/sum(w) (torch mean with sample weights as w); " + _MULTILABEL_NOTE,
+    reduction_note="mean = sum(w*l)/sum(w) with -w weights, as sklearn's sample_weight (torch's weight= "
+    "argument divides by n instead: use -r sum and divide by the row count for that); " + _MULTILABEL_NOTE,
     example="lossctl eval sample_data/binary.parquet -l bce_with_logits:pos_weight=3 --pred logit --target label",
     related=("bce", "logistic", "focal"),
     extra={**_STR, "prepare": _prep_elementwise("bce_with_logits", probs=False, soft=True, signed=False)},
@@ -466,13 +468,14 @@ register(LossSpec(
     name="focal", aliases=("sigmoid_focal", "sigmoid_focal_loss", "binary_focal"), kind="binary",
     fn=sigmoid_focal, space="logits",
     params=(Param("alpha", float, 0.25, "weight of positives (1-alpha for negatives); -1 disables",
-                  low=-1.0, high=1.0),
+                  low=-1.0, high=1.0, range_note="[0, 1] or -1"),
             Param("gamma", float, 2.0, "focusing exponent on (1 - p_t); 0 gives alpha-weighted BCE", low=0.0),
             Param("space", str, "logits", "predictions are logits (torchvision) or probabilities "
                   "(--logits / --probs)", choices=("logits", "probabilities"))),
     summary="Sigmoid focal loss (torchvision sigmoid_focal_loss): BCE down-weighted on easy examples.",
     formula="l = alpha_t (1 - p_t)^gamma BCE(x, y), p_t = p y + (1-p)(1-y), alpha_t = alpha y + (1-alpha)(1-y)",
-    latex=r"\ell = \alpha_t (1-p_t)^\gamma\,\mathrm{BCE},\ p_t = p y + (1-p)(1-y)",
+    latex=r"\ell = \alpha_t (1-p_t)^\gamma\,\mathrm{BCE},\ p_t = p y + (1-p)(1-y),\ "
+          r"\alpha_t = \alpha y + (1-\alpha)(1-y)",
     reference="torchvision.ops.sigmoid_focal_loss",
     when="Dense detection and heavily imbalanced binary / multi-label tasks (RetinaNet): easy, confidently "
          "right examples are down-weighted by (1-p_t)^gamma. Default input is logits (torchvision); with "

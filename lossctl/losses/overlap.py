@@ -493,8 +493,8 @@ def _prep_boxes(arrays, params, ctx):
                 i = int(np.argmax(bad))
                 if fmt == "xyxy":
                     msg = (f"invalid box: {axis}2={float(b[i, hi])!r} < {axis}1={float(b[i, lo])!r}; boxes are "
-                           f"read as xyxy (x1,y1,x2,y2) -- if the columns hold a width/height, pass "
-                           f"box_format=xywh or box_format=cxcywh")
+                           f"read as xyxy (x1,y1,x2,y2) in the order given -- check the column order, or if "
+                           f"the columns hold a width/height, pass --box-format xywh or cxcywh")
                 else:
                     wh = "width" if axis == "x" else "height"
                     msg = (f"invalid box: negative {wh} {float(x[i, 2 if axis == 'x' else 3])!r} "
