@@ -20,11 +20,11 @@ class EvalGates:
     gate results after it, and the exit code at the very end."""
 
     def __init__(self, fail_if, ci, replicates, seed, losses, kwargs: dict):
-        from . import api, gates
-        from .bootstrap import DEFAULT_REPLICATES, DEFAULT_SEED, PoissonBootstrap, parse_level
-
-        self.gates = gates.parse_all(fail_if or ())
-        if self.gates:
+        # gates and bootstrap modules only when asked for: a plain `eval` does not import them
+        self.gates = []
+        if fail_if:
+            from . import api, gates
+            self.gates = gates.parse_all(fail_if)
             gates.precheck(self.gates, api.make_requests(list(losses)), kwargs.get("by") or [])
         self.level = None
         self.boot = None
@@ -32,6 +32,7 @@ class EvalGates:
             from .errors import UsageError
             raise UsageError("--seed seeds the bootstrap; add --ci LEVEL (or --bootstrap N) to compute intervals")
         if ci is not None or replicates is not None:
+            from .bootstrap import DEFAULT_REPLICATES, DEFAULT_SEED, PoissonBootstrap, parse_level
             self.level = parse_level(ci) if ci is not None else 0.95
             self.boot = PoissonBootstrap(replicates or DEFAULT_REPLICATES,
                                          DEFAULT_SEED if seed is None else seed)

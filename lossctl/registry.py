@@ -6,7 +6,6 @@ predictions live in, how it reduces, its formula and the reference implementatio
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -243,6 +242,7 @@ def get(name: str) -> LossSpec:
     if spec is not None:
         return spec
     key = name.strip()
+    import difflib
     known = sorted([*_REGISTRY, *_ALIASES])
     close = difflib.get_close_matches(key.lower(), known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; `lossctl list` shows them all"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 from typing import Any, TextIO
@@ -70,6 +69,7 @@ def _clean(row: dict) -> dict:
 
 
 def dumps(doc: Any) -> str:
+    import json
     return json.dumps(doc, allow_nan=False, ensure_ascii=False, indent=2)
 
 
@@ -162,6 +162,7 @@ def print_csv(res, out: TextIO) -> None:
 
 
 def print_ndjson(res, out: TextIO) -> None:
+    import json
     for r in res.results:
         out.write(json.dumps(result_dict(r), allow_nan=False, ensure_ascii=False) + "\n")
 

@@ -329,7 +329,7 @@ def mask_inputs(space="probabilities", soft=False, pixels=K_PIX, flat=False):
 
 
 def mask_ref(name, smooth=0.0, alpha=0.5, beta=0.5, gamma=1.0, classes=1, class_axis="last",
-             space="probabilities"):
+             space="probabilities", class_index=-1):
     """Per-row mask loss from I = sum p t, FP = sum p (1 - t), FN = sum (1 - p) t (optax / Keras
     convention), the mean over ``classes`` masks of m pixels laid out as ``class_axis`` says."""
     a, b, k = (1.0, 1.0, 2.0) if name == "dice" else (1.0, 1.0, 1.0) if name == "iou" else (alpha, beta, 1.0)
@@ -352,7 +352,7 @@ def mask_ref(name, smooth=0.0, alpha=0.5, beta=0.5, gamma=1.0, classes=1, class_
         loss = err / (k * inter + err + smooth)
         if name == "focal_tversky":
             loss = loss ** gamma
-        return loss.mean(dim=1)
+        return loss[:, class_index] if class_index >= 0 else loss.mean(dim=1)
     return ref
 
 
@@ -363,7 +363,9 @@ def mask_cases(name, extra=None):
         ({"smooth": 1.0}, mask_inputs(soft=True)),
         ({"space": "logits"}, mask_inputs("logits")),
         ({"classes": 3, "space": "logits"}, mask_inputs("logits")),
+        ({"classes": 3, "space": "logits", "class_index": 1}, mask_inputs("logits")),
         ({"classes": 4, "class_axis": "first"}, mask_inputs(soft=True)),
+        ({"classes": 4, "class_axis": "first", "class_index": 3}, mask_inputs(soft=True)),
         ({"smooth": 0.5}, mask_inputs(flat=True)),          # one pixel per row
     ]
     out = []

@@ -82,7 +82,7 @@ def reduce_terms(spec, params, batches, weights=None, order=None):
 
 # ================================================================================ mask reference ===
 def _ref_mask(name, p, t, *, smooth=0.0, alpha=0.5, beta=0.5, gamma=1.0, classes=1, class_axis="last",
-              logits=False, dataset=False, weights=None):
+              logits=False, dataset=False, weights=None, class_index=-1):
     """optax dice_loss-style reference in torch: per row (or summed over rows) per class, class mean."""
     P = torch.tensor(np.atleast_2d(np.asarray(p, dtype=np.float64).reshape(len(p), -1)), dtype=torch.float64)
     T = torch.tensor(np.asarray(t, dtype=np.float64).reshape(len(t), -1), dtype=torch.float64)
@@ -109,7 +109,7 @@ def _ref_mask(name, p, t, *, smooth=0.0, alpha=0.5, beta=0.5, gamma=1.0, classes
     loss = 1.0 - ratio
     if name == "focal_tversky":
         loss = loss ** gamma
-    return loss.mean(dim=1).numpy()
+    return (loss[:, class_index] if class_index >= 0 else loss.mean(dim=1)).numpy()
 
 
 def mask_params(name, smooth, alpha, beta, gamma):
@@ -806,6 +806,44 @@ def test_per_class_masks_through_the_cli(tmp_path, logits):
     exp_iou = float(np.mean(_ref_mask("iou", flat, onehot, classes=c, logits=logits)))
     assert got[0]["value"] == pytest.approx(exp_dice, rel=1e-12)
     assert got[1]["value"] == pytest.approx(exp_iou, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["dice", "iou", "tversky", "focal_tversky"])
+@pytest.mark.parametrize("logits", [False, True])
+def test_each_class_reported_with_class_index(tmp_path, name, logits):
+    """class_index=k is class k's own loss (dataset ratio over its channel, after the softmax over all
+    classes for logits), per row and at dataset level; the mean over k is the classes=C value."""
+    rng = np.random.default_rng(23)
+    n, m, c = 9, 10, 3
+    labels = rng.integers(0, c, size=(n, m))
+    labels[:, :2] = 0
+    onehot = np.eye(c)[labels].reshape(n, -1)
+    scores = rng.normal(0, 2, size=(n, m, c)) if logits else rng.dirichlet(np.ones(c), size=(n, m))
+    flat = scores.reshape(n, -1)
+    k = m * c
+    offs = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    path = tmp_path / "mc.parquet"
+    pq.write_table(pa.table({"p": pa.ListArray.from_arrays(offs, pa.array(flat.reshape(-1))),
+                             "t": pa.ListArray.from_arrays(offs, pa.array(onehot.reshape(-1)))}), path)
+    extra = ",alpha=0.3,beta=0.7" if "tversky" in name else ""
+    kw = {"alpha": 0.3, "beta": 0.7} if "tversky" in name else {}
+    ref_kw = {**kw, "gamma": registry.get(name).resolve_params({})["gamma"]} if name == "focal_tversky" else kw
+    args = ["eval", str(path), "-l", f"{name}:classes=3{extra}", "--pred", "p", "--target", "t", "--batch-size", "4"]
+    for j in range(c):
+        args += ["-l", f"{name}:classes=3,class_index={j}{extra}"]
+    got = [r["value"] for r in _cli_values(args + (["--logits"] if logits else []))]
+    for j in range(c):
+        exp = _ref_mask(name, flat, onehot, classes=c, logits=logits, dataset=True, class_index=j, **ref_kw)[0]
+        assert got[1 + j] == pytest.approx(exp, rel=1e-12)
+    assert got[0] == pytest.approx(float(np.mean(got[1:])), rel=1e-12)
+    # per row too (the function), and an index past the classes is a usage error
+    spec = registry.get(name)
+    p = spec.resolve_params({"classes": 3, "class_index": 2, "space": "logits" if logits else "probabilities", **kw})
+    rows = spec.fn(flat, onehot, **p)
+    np.testing.assert_allclose(rows, _ref_mask(name, flat, onehot, classes=c, logits=logits, class_index=2,
+                                               **ref_kw), rtol=1e-12)
+    msg = run_err(["eval", str(path), "-l", f"{name}:classes=3,class_index=3", "--pred", "p", "--target", "t"], 2)
+    assert "class_index=3 needs classes > 3" in msg
 
 
 def test_boxes_as_list_columns(tmp_path):

@@ -482,7 +482,7 @@ register(LossSpec(
          "--probs the BCE is torch BCELoss on p (log clamped at -100). (1-p_t) is computed as "
          "y s(-x) + (1-y) s(x), so for |x| > ~37 on the correct side lossctl returns the tiny true value where "
          "torchvision rounds it to 0 (both below 1e-30).",
-    reduction_note="mean = sum(w*l)/sum(w) (torchvision 'mean' with sample weights as w); " + _MULTILABEL_NOTE,
+    reduction_note="mean = sum(w*l)/sum(w) with -w weights (torchvision 'mean' when unweighted); " + _MULTILABEL_NOTE,
     example="lossctl eval sample_data/binary.csv -l focal:alpha=0.25,gamma=2 --logits",
     related=("bce_with_logits", "softmax_focal", "bce"),
     extra={**_STR, "prepare": _prep_elementwise("focal", probs="space", soft=True, signed=False),

@@ -428,7 +428,7 @@ def _mask_grad(name: str):
     the C classes.  dI/dp = t, dFP/dp = 1 - t, dFN/dp = -t; then through sigmoid / softmax for logits."""
     def grad(pred, target, *, smooth: float = 0.0, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0,
              classes: int = 1, class_axis: str = "last", space: str = "probabilities",
-             average: str = "dataset") -> np.ndarray:
+             average: str = "dataset", class_index: int = -1) -> np.ndarray:
         from .overlap import _probs, _split_classes
 
         x, t = as_f64(pred), as_f64(target)
@@ -450,7 +450,12 @@ def _mask_grad(name: str):
             if name == "focal_tversky" and gamma != 1.0:
                 L = np.where(D > 0, E / D, 0.0)
                 g = np.where(L > 0, gamma * np.power(L, gamma - 1.0), 0.0) * g
-        g = g / p.shape[1]                                   # mean over classes
+        if class_index >= 0:                                 # class k alone
+            keep = np.zeros((1, p.shape[1], 1))
+            keep[0, class_index, 0] = 1.0
+            g = g * keep
+        else:
+            g = g / p.shape[1]                               # mean over classes
         if space == "logits":
             g = p * (1.0 - p) * g if classes == 1 else _softmax_backward_axis1(p, g)
         g = _merge_classes(g, class_axis)

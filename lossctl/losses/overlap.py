@@ -138,17 +138,26 @@ def _loss_from_stats(name: str, inter, fp, fn, *, smooth: float, alpha: float = 
 def _mask_fn(name: str):
     def fn(pred, target, *, smooth: float = 0.0, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0,
            classes: int = 1, class_axis: str = "last", space: str = "probabilities",
-           average: str = "dataset") -> np.ndarray:
+           average: str = "dataset", class_index: int = -1) -> np.ndarray:
         inter, fp, fn_ = mask_stats(pred, target, classes=classes, class_axis=class_axis, space=space)
         per_class = _loss_from_stats(name, inter, fp, fn_, smooth=smooth, alpha=alpha, beta=beta, gamma=gamma)
-        return np.mean(per_class, axis=1)
+        return _class_value(per_class, class_index)
     return fn
+
+
+def _class_value(per_class: np.ndarray, class_index: int) -> np.ndarray:
+    """(n, C) per-class losses -> (n,): the mean over classes, or class ``class_index`` alone."""
+    if class_index >= 0:
+        if class_index >= per_class.shape[1]:
+            raise ValueError(f"class_index={class_index} but the masks have {per_class.shape[1]} classes")
+        return per_class[:, class_index]
+    return np.mean(per_class, axis=1)
 
 
 def _mask_terms(name: str):
     def terms(pred, target, *, smooth: float = 0.0, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0,
               classes: int = 1, class_axis: str = "last", space: str = "probabilities",
-              average: str = "dataset") -> dict:
+              average: str = "dataset", class_index: int = -1) -> dict:
         inter, fp, fn_ = mask_stats(pred, target, classes=classes, class_axis=class_axis, space=space)
         out: dict = {}
         for c in range(inter.shape[1]):
@@ -157,7 +166,7 @@ def _mask_terms(name: str):
             out[f"fn_{c}"] = fn_[:, c]
         # each row's own loss (for average=sample and -r sum), from the same stats as the function
         per_class = _loss_from_stats(name, inter, fp, fn_, smooth=smooth, alpha=alpha, beta=beta, gamma=gamma)
-        out["loss"] = np.mean(per_class, axis=1)
+        out["loss"] = _class_value(per_class, class_index)
         out["norm"] = 1.0
         return out
     return terms
@@ -169,6 +178,7 @@ def _mask_finalize(name: str):
             norm = sums.get("norm", sums.get("_w", 0.0))
             return sums.get("loss", 0.0) / norm if norm else math.nan
         c_count = int(params.get("classes", 1))
+        k = int(params.get("class_index", -1))
         per_class = [
             float(_loss_from_stats(name, np.float64(sums.get(f"inter_{c}", 0.0)),
                                    np.float64(sums.get(f"fp_{c}", 0.0)), np.float64(sums.get(f"fn_{c}", 0.0)),
@@ -176,8 +186,16 @@ def _mask_finalize(name: str):
                                    beta=params.get("beta", 0.5), gamma=params.get("gamma", 1.0)))
             for c in range(c_count)
         ]
-        return float(np.mean(per_class))
+        return per_class[k] if k >= 0 else float(np.mean(per_class))
     return finalize
+
+
+def _check_mask_params(params) -> None:
+    k, c = int(params.get("class_index", -1)), int(params.get("classes", 1))
+    if k >= c:
+        from ..errors import UsageError
+        raise UsageError(f"class_index={k} needs classes > {k} (classes={c}); class_index is 0-based, "
+                         f"-1 averages over the classes")
 
 
 def _prep_masks(arrays, params, ctx):
@@ -219,6 +237,8 @@ _MASK_PARAMS = (
     Param("average", str, "dataset", "dataset: ratio of summed I, FP, FN over all rows (or each --by group); "
           "sample: mean of the per-row losses", choices=("dataset", "sample")),
     Param("classes", int, 1, "class channels per mask row (per-class losses, averaged)", low=1),
+    Param("class_index", int, -1, "with classes > 1: the loss of this class alone (0-based; one -l per class "
+          "reports each class), -1 = the mean over classes", low=-1),
     Param("class_axis", str, "last", "layout of a row with classes > 1: last = (H, W, C) flattened, "
           "first = (C, H, W) flattened", choices=("last", "first")),
     Param("space", str, "probabilities", "probabilities as given, or logits (sigmoid; softmax over classes "
@@ -236,7 +256,8 @@ _MASK_WHEN = ("Rows are whole masks (list column) or single pixels (then group p
               "Intersection is sum(p*t) (Keras/optax), so soft predictions are scored without thresholding. "
               "Two empty masks score 0 (perfect) with smooth=0. With classes=C each row holds C masks; the loss is "
               "the unweighted mean of the C per-class losses (optax), a class absent from both masks counting "
-              "as 0 (perfect) and staying in the mean. ")
+              "as 0 (perfect) and staying in the mean; class_index=k reports class k alone (one -l per class "
+              "for a per-class table). ")
 
 
 def _register_mask(name, aliases, summary, formula, latex, reference, when, extra_params=(), related=(),
@@ -247,7 +268,7 @@ def _register_mask(name, aliases, summary, formula, latex, reference, when, extr
         reference=reference, when=_MASK_WHEN + when, related=related,
         example=example or f"lossctl eval sample_data/masks.parquet -l {name} --pred prob_mask --target mask",
         terms=_mask_terms(name), finalize=_mask_finalize(name), reduction_note=_MASK_NOTE,
-        extra={"prepare": _prep_masks, "has_sum": True},
+        extra={"prepare": _prep_masks, "has_sum": True, "check_params": _check_mask_params},
     ))
 
 
