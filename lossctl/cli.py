@@ -68,6 +68,21 @@ class LossctlGroup(click.Group):
             ctx.exit(70)
 
 
+def arrow_memory_pool() -> None:
+    """Commands that read data use pyarrow's jemalloc pool where the build has it: the same speed as the
+    default mimalloc pool here, and ~15 MB less peak memory that stays flat over many files (mimalloc keeps
+    more of what each file's reader freed).  ARROW_DEFAULT_MEMORY_POOL, when set, wins."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow as pa
+    try:
+        before = pa.default_memory_pool()
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        before.release_unused()
+    except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):  # a build without jemalloc
+        pass
+
+
 def _usage_line(exc: click.UsageError) -> None:
     cmd = exc.ctx.command_path if exc.ctx is not None else "lossctl"
     msg = one_line(" ".join(exc.format_message().split()))
@@ -229,6 +244,7 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
     """
     from . import api, render
 
+    arrow_memory_pool()
     columns = _parse_cols(cols)
     for role, v in (("var", var), ("anchor", anchor), ("label", label_col)):
         if v:

@@ -119,6 +119,8 @@ def compare_cmd(baseline, candidate, labels, losses, on, pred, target, weight, b
     paired by --on KEY or by position.
     """
     from . import __version__, compare, gates, render
+    from .cli import arrow_memory_pool
+    arrow_memory_pool()
     from .bootstrap import parse_level
 
     level = parse_level(ci)
@@ -170,6 +172,8 @@ def check_cmd(names, config, fmt, junit, markdown, list_only):
     """Run the named checks declared in lossctl.toml or [tool.lossctl] of pyproject.toml (all by default):
     every check's losses, groups, gates and comparisons, in one run."""
     from . import __version__, checkcfg, render, report
+    from .cli import arrow_memory_pool
+    arrow_memory_pool()
 
     to_stdout = [o for o, v in (("--junit-xml -", junit), ("--markdown -", markdown)) if v == "-"]
     if fmt == "json":

@@ -197,10 +197,18 @@ def class_indices(y: np.ndarray, ctx, role: str, n_classes: int, ignore_index: i
 def is_01(y: np.ndarray) -> bool:
     """True when y is non-empty and every value is 0 or 1 (NaN: False): two reductions and two counts,
     no mask kept (the check ``((y == 0) | (y == 1)).all()`` makes three full-size temporaries)."""
+    return _min_if_01(y) is not None
+
+
+def _min_if_01(y: np.ndarray):
+    """The smallest label if y is non-empty and all 0/1, else None (the min tells whether a 0 is there)."""
+    if isinstance(y, Labels01):
+        return y.min() if y.size else None
     if not y.size:
-        return False
+        return None
     lo, hi = y.min(), y.max()
-    return bool(lo >= 0 and hi <= 1 and np.count_nonzero(y) == np.count_nonzero(y == 1))
+    ok = lo >= 0 and hi <= 1 and np.count_nonzero(y) == np.count_nonzero(y == 1)
+    return lo if ok else None
 
 
 def binary_labels(y: np.ndarray, ctx, role: str, *, soft: bool = False, signed: bool = False) -> np.ndarray:
@@ -223,9 +231,10 @@ def binary_labels(y: np.ndarray, ctx, role: str, *, soft: bool = False, signed: 
             raise ctx.error(role, i, f"target {_num(v)} is outside [0, 1]; this loss takes 0/1 labels or soft "
                                      f"labels in [0, 1]")
         return y
-    fast = is_01(y)
+    lo = _min_if_01(y)
+    fast = lo is not None
     if fast:  # the usual 0/1 labels: the same verdict in fewer passes (the min says if a 0 is there)
-        has_zero, has_neg = bool(y.min() == 0.0), False
+        has_zero, has_neg = bool(lo == 0.0), False
     else:
         ok = (y == 0) | (y == 1) | (y == -1)
         if not ok.all():
@@ -247,7 +256,18 @@ def binary_labels(y: np.ndarray, ctx, role: str, *, soft: bool = False, signed: 
         ctx.memo["binary_coding"] = now
     if signed:
         return np.where(y > 0, 1.0, -1.0)
-    return y + 0.0 if fast else np.where(y > 0, 1.0, 0.0)  # (for 0/1 labels the same values: -0.0 + 0.0 = 0.0)
+    y01 = y + 0.0 if fast else np.where(y > 0, 1.0, 0.0)  # (for 0/1 labels the same values: -0.0 + 0.0 = 0.0)
+    return y01.view(Labels01)
+
+
+class Labels01(np.ndarray):
+    """A float64 array that :func:`binary_labels` has checked holds only 0.0 and 1.0: the loss functions
+    skip checking it again (:func:`is_01`).  Any slice or copy of it holds only 0/1 too; arithmetic on it
+    gives plain arrays (``__array_wrap__``), so the mark never reaches values that are not labels."""
+
+    def __array_wrap__(self, obj, context=None, return_scalar=False):
+        obj = obj.view(np.ndarray)
+        return obj[()] if return_scalar else obj
 
 
 # -- scores and probabilities --------------------------------------------------------------------------

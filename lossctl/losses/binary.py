@@ -90,11 +90,12 @@ def log_loss(pred, target, *, eps: float = F64_EPS, row_sums: str = "warn") -> n
     [0.1054, 36.0437]
     """
     p = as_f64(pred)
+    checked = isinstance(target, L.Labels01)  # 0/1 labels the prepare hook checked
     y = as_f64(target)
     # Fast path, bit-identical to the general formula below: with hard labels only the label's own column
     # has y_c != 0, so the row's sum is exactly -log(clip(p_y)) (the other terms are exact zeros); one log
     # per row instead of one per class, and no (n, C) temporaries.
-    if p.ndim == 1 and y.ndim == 1 and len(y) == len(p) and L.is_01(y):
+    if p.ndim == 1 and y.ndim == 1 and len(y) == len(p) and (checked or L.is_01(y)):
         picked = np.where(y == 1, p, 1.0 - p)
     elif p.ndim == 2 and y.ndim == 1 and len(y) == len(p):
         picked = np.take_along_axis(p, y.astype(np.int64)[:, None], axis=1)[:, 0]
