@@ -605,6 +605,19 @@ def git_rev() -> str:
         return "unknown"
 
 
+def install_mode() -> str:
+    """How lossctl is installed: an editable install (pip install -e) runs an import hook on every start
+    (~10-15 ms here), which users of `pip install .` do not pay; the report says which one was measured."""
+    import glob
+    import sysconfig
+    purelib = sysconfig.get_paths()["purelib"]
+    if glob.glob(os.path.join(purelib, "__editable__*lossctl*")):
+        return "editable install (pip install -e .; its import hook adds ~10-15 ms per run)"
+    if glob.glob(os.path.join(purelib, "lossctl", "__init__.py")):
+        return "installed with pip install . (as users get it)"
+    return "install mode unknown"
+
+
 def report(jobs: list[Job], a, lossctl: list[str], how: str, command: str) -> str:
     v = versions()
     parts = [
@@ -614,7 +627,7 @@ def report(jobs: list[Job], a, lossctl: list[str], how: str, command: str) -> st
         "",
         f"- Machine: {machine()}",
         f"- Python {platform.python_version()}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- lossctl command: `{shlex.join(lossctl)}` ({how}); commit {git_rev()}",
+        f"- lossctl command: `{shlex.join(lossctl)}` ({how}); commit {git_rev()}; {install_mode()}",
         f"- Each command is a whole separate process; median of {a.repeats} runs after {a.warmup} warm-up "
         f"run(s) (files in page cache), runs of a job interleaved. Peak RSS: ru_maxrss "
         f"({'/usr/bin/time -v' if a.rss_via == 'time' else 'benchmarks/_rss.py launcher'}), median over runs.",

@@ -322,3 +322,37 @@ def test_a_line_longer_than_a_range_and_errors_after_it_are_located(tmp_path):
     # the ranges before the one holding the bad row arrived whole and in file order
     want = [float(r.split(",")[0]) for r in rows[:25_000]]
     assert 24_000 < len(got) <= 25_000 and got == want[:len(got)]
+
+
+def test_parquet_row_groups_read_whole_or_streamed_give_the_same_values(tmp_path, monkeypatch):
+    """Small row groups are read whole and cut into batches; a row group over the cap streams page by page.
+    Both give the same values, for any batch size, and the cap really selects the path."""
+    from lossctl.io import sources
+
+    rng = np.random.default_rng(5)
+    n = 50_000
+    y = rng.normal(size=n)
+    path = tmp_path / "rg.parquet"
+    pq.write_table(pa.table({"y_true": y, "y_pred": y + rng.normal(0, 0.3, n), "w": rng.uniform(0.5, 2, n)}),
+                   path, row_group_size=7_000)
+    calls = {"whole": 0}
+    whole = sources._LocalParquet._whole_groups
+
+    def counting(self, *a, **k):
+        calls["whole"] += 1
+        return whole(self, *a, **k)
+    monkeypatch.setattr(sources._LocalParquet, "_whole_groups", counting)
+    got = {}
+    for cap in (sources._WHOLE_GROUP_BYTES, 1):     # 1 byte: every row group is "large"
+        monkeypatch.setattr(sources, "_WHOLE_GROUP_BYTES", cap)
+        before = calls["whole"]
+        for batch in (1000, 65536):
+            res = api.evaluate(str(path), ["mse", "huber:delta=0.5"], weight="w", batch_rows=batch)
+            got[(cap, batch)] = (res.value("mse"), res.value("huber"))
+        assert (calls["whole"] > before) == (cap > 1)
+    first = got[(1, 1000)]
+    for v in got.values():   # batches cut at other rows: the same sums to the last bit or two
+        assert v == pytest.approx(first, rel=1e-14, abs=0.0), got
+    d = (y + 0) - pq.read_table(path).column("y_pred").to_numpy()
+    w = pq.read_table(path).column("w").to_numpy()
+    assert got[(1, 1000)][0] == pytest.approx(float(np.sum(w * d * d) / np.sum(w)), rel=1e-12)
