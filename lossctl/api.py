@@ -810,6 +810,10 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
                 if n == 0:
                     total += n_in
                     continue
+        elif plan.nan_policy == "propagate":  # counted, so the output can say why values are NaN
+            keep = _finite_rows([a for a in arrays.values() if a.dtype.kind == "f"] + ([w] if w is not None else []), n)
+            if keep is not None:
+                memo["nan_rows"] = memo.get("nan_rows", 0) + int(n - keep.sum())
         if w is not None:
             if (w < 0).any():
                 i = int(np.argmax(w < 0))
@@ -906,6 +910,8 @@ def make_result(plan: Plan, part: Partial, join_info: Mapping[str, int] | None =
     if plan.nan_policy != "error":
         res.extra["nan_policy"] = plan.nan_policy
         res.extra["omitted_rows"] = int(part.memo.get("omitted_rows", 0))
+    if plan.nan_policy == "propagate":
+        res.extra["nan_rows"] = int(part.memo.get("nan_rows", 0))
     return res
 
 

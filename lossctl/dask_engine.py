@@ -614,7 +614,7 @@ def _merge(plan: Plan, frags: list[Fragment], results: list[_Done], joiner: _Joi
     """Merge the fragments' partials in fragment order; check what must hold over all of them."""
     merged: Partial | None = None
     offset = 0
-    omitted = 0
+    omitted = nan_rows = 0
     codings: dict[str, str] = {}
     classes: tuple[list, str] | None = None
     for frag, r in zip(frags, results):
@@ -634,6 +634,7 @@ def _merge(plan: Plan, frags: list[Fragment], results: list[_Done], joiner: _Joi
             (ca, fa), (cb, fb) = list(codings.items())[:2]
             raise InputError(f"{fb}: labels are {cb} here but {ca} in {fa}; use one coding")
         omitted += int(part.memo.get("omitted_rows", 0) or 0)
+        nan_rows += int(part.memo.get("nan_rows", 0) or 0)
         delta = offset - frag.file_row_offset
         if delta and not plan.id_binds and "row" in part.row_columns:
             for d in part.rows_kept:
@@ -642,6 +643,7 @@ def _merge(plan: Plan, frags: list[Fragment], results: list[_Done], joiner: _Joi
         merged = part if merged is None else merged.merge(part, plan.limit)
     assert merged is not None
     merged.memo["omitted_rows"] = omitted
+    merged.memo["nan_rows"] = nan_rows
     if len(plan.sources) == 2:
         merged.source_rows = [merged.source_rows[0] if merged.source_rows else 0, plan.sources[1].rows]
     join_info: dict = {}

@@ -143,7 +143,11 @@ def print_table(res, out: TextIO | None = None) -> None:
         con.print("classes (score-column order): " + ", ".join(str(c) for c in res.extra["classes"]),
                   soft_wrap=True, markup=False)
     if res.extra.get("omitted_rows"):
-        con.print(f"omitted {res.extra['omitted_rows']} row(s) with NaN, inf or missing inputs (--nan-policy omit)")
+        con.print(f"omitted {res.extra['omitted_rows']} row(s) with NaN, inf or missing inputs (--nan-policy omit)",
+                  soft_wrap=True)
+    if res.extra.get("nan_rows"):
+        con.print(f"{res.extra['nan_rows']} row(s) with NaN, inf or missing inputs made the values they enter NaN "
+                  f"(--nan-policy propagate)", soft_wrap=True)
     if res.output:
         con.print(f"wrote {res.rows_total} rows to {res.output}", soft_wrap=True, markup=False)  # a path is never wrapped or parsed as markup
 

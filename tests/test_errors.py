@@ -440,6 +440,12 @@ def test_nan_policy_propagate(tmp_path):
     doc = json.loads(run_ok(["eval", path, "-l", "mse,mae", "--nan-policy", "propagate", "--by", "g",
                              "--format", "json"]).stdout)
     assert doc["nan_policy"] == "propagate" and doc["omitted_rows"] == 0
+    assert doc["nan_rows"] == 5     # rows 3, 5, 8 (NaN), 11 (inf), 12 (missing): counted, at any batch size
+    small = json.loads(run_ok(["eval", path, "-l", "mse", "--nan-policy", "propagate", "--batch-size", "4",
+                               "--format", "json"]).stdout)
+    assert small["nan_rows"] == 5
+    table = run_ok(["eval", path, "-l", "mse", "--nan-policy", "propagate"]).stdout
+    assert "5 row(s) with NaN, inf or missing inputs made the values they enter NaN" in table
     overall = [r for r in doc["results"] if r["group"] is None]
     assert [r["value"] for r in overall] == [None, None] and all(r["count"] == 13 for r in overall)
     assert run_ok(["eval", path, "-l", "mse", "--nan-policy", "propagate", "--value"]).stdout == "nan\n"
