@@ -20,7 +20,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-distributed = pytest.importorskip("distributed")
+import distributed  # noqa: E402  (the test extra installs it: missing, the suite fails rather than skips)
 
 from conftest import invoke, run_err  # noqa: E402
 

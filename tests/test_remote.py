@@ -24,9 +24,12 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-moto_server = pytest.importorskip("moto.server")
-boto3 = pytest.importorskip("boto3")
-
+# the test extra installs these (moto[server] brings boto3): a missing one fails the suite, it is not skipped
+import boto3  # noqa: E402
+import cloudpickle  # noqa: E402
+import distributed  # noqa: E402,F401
+import fsspec  # noqa: E402
+import moto.server as moto_server  # noqa: E402
 from conftest import invoke, run_err  # noqa: E402
 
 from lossctl import api  # noqa: E402
@@ -189,7 +192,6 @@ def test_s3_predictions_joined_to_http_labels(s3, web, local_copy):
 
 def test_s3_plan_carries_no_keys(s3):
     """Standard chain: the filesystem sent to Dask workers holds the endpoint and region, never the keys."""
-    cloudpickle = pytest.importorskip("cloudpickle")
     plan = api.plan_evaluation(f"s3://{BUCKET}/run-7/", ["mse"], storage_options={"endpoint_url": s3,
                                                                                   "region": "eu-west-1"})
     blob = cloudpickle.dumps(plan)
@@ -200,7 +202,6 @@ def test_s3_plan_carries_no_keys(s3):
 
 def test_s3_on_a_dask_cluster_started_by_the_cli(s3, local_copy, tmp_path):
     """--workers 2 starts worker processes (they inherit the dummy chain) and reads s3 on them."""
-    pytest.importorskip("distributed")
     out = tmp_path / "rows.parquet"
     res = invoke(["eval", f"s3://{BUCKET}/run-7/", "-l", "mse", "-l", "mae", "--by", "region", "--format", "json",
                   "--endpoint-url", s3, "--region", "eu-west-1", "--workers", "2", "-r", "none", "-o", out, "-q"])
@@ -217,7 +218,6 @@ def test_s3_on_a_dask_cluster_started_by_the_cli(s3, local_copy, tmp_path):
 
 def test_http_on_a_dask_worker(web, local_copy):
     """The fsspec path on a worker process: the http filesystem travels with the plan and reads there."""
-    pytest.importorskip("distributed")
     local = api.evaluate(str(local_copy / "run-7" / "part-0.parquet"), ["mse", "mae"], by="region")
     remote = api.evaluate(f"{web}/run-7/part-0.parquet", ["mse", "mae"], by="region", engine="dask",
                           engine_options={"workers": 1})
@@ -316,7 +316,6 @@ def test_unknown_protocol_is_a_usage_error():
 
 def test_memory_filesystem_directory():
     """Any fsspec protocol works: memory:// holding a directory of Parquet parts (and a _SUCCESS marker)."""
-    fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
     rng = np.random.default_rng(3)
     tbls = [pa.table({"pred": rng.normal(size=k), "target": rng.normal(size=k)}) for k in (5, 8)]
