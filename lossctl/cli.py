@@ -461,9 +461,6 @@ def main(argv=None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
 
 def run() -> None:
     """The ``lossctl`` console script (and ``python -m lossctl``): :func:`main`, then leave without tearing
@@ -492,3 +489,7 @@ def run() -> None:
     if busy or "distributed" in sys.modules:
         sys.exit(code)
     os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

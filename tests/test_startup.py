@@ -76,3 +76,26 @@ def test_parquet_eval_avoids_pandas(tmp_path):
     expected = float(np.mean((x * 1.1 - x) ** 2))
     assert abs(float(proc.stdout.split()[0]) - expected) <= 1e-12 * expected
     assert "pandas" not in set(info["modules"])
+
+
+def test_console_script_entry_flushes_and_keeps_exit_codes(tmp_path):
+    """`python -m lossctl` runs lossctl.cli:run, the console script's entry: it leaves with os._exit after
+    flushing, so the output must all be there, the exit codes must be main()'s, and a reader that closes
+    the pipe early must not produce an 'Exception ignored' message."""
+    path = tmp_path / "r.csv"
+    rows = ["y_true,y_pred"] + [f"{i * 0.5},{i * 0.5 + (i % 3) * 0.25}" for i in range(20000)]
+    path.write_text("\n".join(rows) + "\n")
+    run = [sys.executable, "-m", "lossctl"]
+    ok = subprocess.run(run + ["eval", str(path), "-l", "mse", "-r", "none", "-f", "csv"], capture_output=True,
+                        text=True, cwd=_root())
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count("\n") == 20001 and ok.stdout.rstrip().endswith(",0.0625")   # every row, flushed
+    bad = subprocess.run(run + ["eval", str(tmp_path / "missing.csv"), "-l", "mse"], capture_output=True,
+                         text=True, cwd=_root())
+    assert bad.returncode == 3 and bad.stdout == "" and bad.stderr.count("\n") == 1
+    usage = subprocess.run(run + ["eval", str(path), "-l", "mse", "--no-such-flag"], capture_output=True,
+                           text=True, cwd=_root())
+    assert usage.returncode == 2 and usage.stderr.startswith("lossctl: error: No such option")
+    head = subprocess.run(" ".join(run + ["eval", str(path), "-l", "mse", "-r", "none", "-f", "csv"]) + " | head -1",
+                          shell=True, capture_output=True, text=True, cwd=_root())
+    assert head.stdout.strip() == '"row","mse"' and "Exception" not in head.stderr and "Traceback" not in head.stderr
