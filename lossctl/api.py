@@ -997,26 +997,25 @@ def _apply_options(reqs: list[LossRequest], options: Mapping[str, Any]) -> None:
                                  f"or evaluate it separately{instead}")
     cw = options.get("class_weights")
     if cw:
-        takers = [r for r in reqs if any(p.name == "class_weights" for p in r.spec.params)]
-        if not takers:
-            raise UsageError("--class-weights: none of the requested losses takes class weights")
-        for r in takers:
-            if "class_weights" not in r.given:
-                r.params["class_weights"] = tuple(float(x) for x in cw)
-                check = r.spec.extra.get("check_params")
-                if check is not None:
-                    check(r.params)
-
-
+        _route(reqs, "class_weights", "--class-weights", "class weights", lambda r, p: tuple(float(x) for x in cw))
     box_format = options.get("box_format")
     if box_format:
-        takers = [r for r in reqs if any(p.name == "box_format" for p in r.spec.params)]
-        if not takers:
-            raise UsageError("--box-format: none of the requested losses takes boxes (iou, giou, diou, ciou)")
-        for r in takers:
-            if "box_format" not in r.given:
-                pspec = {p.name: p for p in r.spec.params}["box_format"]
-                r.params["box_format"] = pspec.parse(box_format, r.spec.name)
+        _route(reqs, "box_format", "--box-format", "boxes (iou, giou, diou, ciou)",
+               lambda r, p: p.parse(box_format, r.spec.name))
+
+
+def _route(reqs: list[LossRequest], name: str, flag: str, what: str, value: Callable) -> None:
+    """Give parameter ``name`` the value of a run-wide ``flag`` on every requested loss that has it and
+    did not set it itself; usage error when no requested loss has it."""
+    takers = [r for r in reqs if any(p.name == name for p in r.spec.params)]
+    if not takers:
+        raise UsageError(f"{flag}: none of the requested losses takes {what}")
+    for r in takers:
+        if name not in r.given:
+            r.params[name] = value(r, {p.name: p for p in r.spec.params}[name])
+            check = r.spec.extra.get("check_params")
+            if check is not None:
+                check(r.params)
 
 
 def _reads(name: str, space: str) -> bool:

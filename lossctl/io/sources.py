@@ -150,21 +150,13 @@ class Source:
         fmt = self.format
         cur = self.files[0]
         try:
-            if fmt == "parquet":
-                first = self._parquet(self.files[0]).schema_arrow
+            if fmt in ("parquet", "arrow"):
+                def read(f):
+                    return self._parquet(f).schema_arrow if fmt == "parquet" else self._ipc_reader(f).schema
+                first = read(self.files[0])
                 for f in self.files[1:]:
                     cur = f
-                    other = self._parquet(f).schema_arrow
-                    if not other.equals(first):
-                        raise InputError(
-                            f"{f}: schema differs from {self.files[0]} (columns {other.names} vs "
-                            f"{first.names}); a dataset's files must share one schema")
-                return first
-            if fmt == "arrow":
-                first = self._ipc_reader(self.files[0]).schema
-                for f in self.files[1:]:
-                    cur = f
-                    other = self._ipc_reader(f).schema
+                    other = read(f)
                     if not other.equals(first):
                         raise InputError(
                             f"{f}: schema differs from {self.files[0]} (columns {other.names} vs "

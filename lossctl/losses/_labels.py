@@ -72,6 +72,19 @@ def _class_list_text(classes) -> str:
     return shown
 
 
+def _given_classes(ctx, width: int | None) -> list[str] | None:
+    """--classes as strings, checked against the number of score columns (``width``; None: unknown)."""
+    given = ctx.options.get("classes") if getattr(ctx, "options", None) else None
+    if not given:
+        return None
+    classes = [str(c) for c in given]
+    if width is not None and len(classes) != width:
+        raise ctx.error("pred", None, f"the scores have {width} {'columns' if width != 2 else 'classes'} but "
+                        f"--classes lists {len(classes)} ({_class_list_text(classes)}); list one class per "
+                        f"score column, in column order")
+    return classes
+
+
 def string_label_indices(y: np.ndarray, ctx, role: str, width: int | None) -> np.ndarray:
     """Map string labels to float64 class indices (see the module docstring for the class order).
 
@@ -80,13 +93,8 @@ def string_label_indices(y: np.ndarray, ctx, role: str, width: int | None) -> np
     y = np.asarray(y)
     names, inv = np.unique(y, return_inverse=True)
     names = [str(s) for s in names]
-    given = ctx.options.get("classes") if ctx.options else None
-    if given:
-        classes = [str(c) for c in given]
-        if width is not None and len(classes) != width:
-            raise ctx.error("pred", None, f"the scores have {width} {'columns' if width != 2 else 'classes'} but "
-                            f"--classes lists {len(classes)} ({_class_list_text(classes)}); list one class per "
-                            f"score column, in column order")
+    classes = _given_classes(ctx, width)
+    if classes:
         lut = {c: k for k, c in enumerate(classes)}
         codes = np.array([lut.get(s, -1) for s in names], dtype=np.int64)
         if (codes < 0).any():
@@ -172,13 +180,9 @@ def class_indices(y: np.ndarray, ctx, role: str, n_classes: int, ignore_index: i
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1:
         raise ctx.error(role, None, f"expected one class label per row, got {y.shape[1]} columns")
-    given = ctx.options.get("classes") if getattr(ctx, "options", None) else None
-    if given:  # index targets: --classes names the score columns (reported), and must match their number
-        if len(given) != n_classes:
-            raise ctx.error("pred", None, f"the scores have {n_classes} columns but --classes lists {len(given)} "
-                                          f"({_class_list_text([str(c) for c in given])}); list one class per "
-                                          f"score column")
-        ctx.memo["classes"] = [str(c) for c in given]
+    given = _given_classes(ctx, n_classes)
+    if given:  # index targets: --classes names the score columns, reported with the results
+        ctx.memo["classes"] = given
     frac = y != np.floor(y)
     if frac.any():
         i = first_row(frac)

@@ -42,7 +42,6 @@ class Case:
     output: bool = True               # also ask for a per-sample file (-o) and check none is left behind
     click_usage: bool = False         # a usage error Click itself detects (one line ending with a --help pointer), exit 2
     setup: Callable | None = None     # setup(d, monkeypatch): extra arrangements (permission denial, cwd)
-    xfail: str | None = None          # a known bug outside the hardening files (strict: fails once fixed)
 
 
 CASES: list[Case] = []
