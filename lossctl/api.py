@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from . import registry
+from ._pa import pa  # imported on first use: the small-CSV path never needs it
 from .errors import InputError, UnknownLossError, UsageError
 from .io import columns as colmod
 from .io.columns import Binding, Converter, check_finite
@@ -719,15 +719,23 @@ def _prefetched(it: Iterator, depth: int = 2) -> Iterator:
         stop.set()
 
 
-def iter_aligned(plan: Plan, joiner: "_Joiner | None" = None) -> Iterator[list[pa.RecordBatch]]:
-    """The input as lists of equal-length record batches, one per source (joined or row-aligned)."""
+def iter_aligned(plan: Plan, joiner: "_Joiner | None" = None, numpy_ok: bool = False) -> Iterator[list[pa.RecordBatch]]:
+    """The input as lists of equal-length record batches, one per source (joined or row-aligned).
+
+    ``numpy_ok``: the consumer only converts and computes (no per-sample rows, no hook), so a small CSV may
+    arrive as NumPy columns (:class:`~lossctl.io.sources.NumpyBatch`), read without loading pyarrow."""
     sources = plan.sources
     need, fc = plan.need, plan.float_cols
     rows = plan.batch_rows
     if rows == DEFAULT_BATCH_ROWS:  # the default: fewer rows per batch for wide inputs (same results)
         rows = auto_batch_rows(sum(len(n) for n in need))
     if len(sources) == 1:
-        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], rows, fc[0]))
+        # NumPy batches only where run_plan reads nothing but their columns: no omitted rows (a filter),
+        # no groups, ids or per-sample rows (Arrow columns), no regrouping into blocks
+        plain = (numpy_ok and plan.nan_policy == "error" and not plan.by_binds and not plan.id_binds
+                 and not plan.per_sample and not plan.block_multiple)
+        kw = {"numpy_ok": True} if plain else {}  # (the Dask engine's row-group sources take no such flag)
+        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], rows, fc[0], **kw))
     elif plan.on:
         assert joiner is not None
 
@@ -965,8 +973,9 @@ def evaluate(
         from .io.sinks import Sink
         sink = Sink(plan.output, plan.output_format)
     try:
-        part = run_plan(plan, iter_aligned(plan, joiner), sink=sink, row_writer=row_writer, progress=progress,
-                        batch_hook=batch_hook)
+        plain = sink is None and row_writer is None and batch_hook is None
+        part = run_plan(plan, iter_aligned(plan, joiner, numpy_ok=plain), sink=sink, row_writer=row_writer,
+                        progress=progress, batch_hook=batch_hook)
         join_info = joiner.finish(plan.sources[0].display, plan.on, plan.on) if joiner else {}
         res = make_result(plan, part, join_info)
         if on_result is not None:

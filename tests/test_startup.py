@@ -55,6 +55,30 @@ def test_small_eval_avoids_heavy_modules(tmp_path):
         assert mod not in loaded, f"a small `lossctl eval` imported {mod}"
     # plugins' entry points are read only when a loss is not a built-in (or the registry is listed)
     assert "importlib.metadata" not in loaded
+    # a small CSV of plain numbers is parsed without pyarrow (~35 ms of start-up)
+    assert "pyarrow" not in loaded
+
+
+def test_small_eval_from_stdin_avoids_pyarrow(tmp_path):
+    rows = "y_true,y_pred\n" + "".join(f"{i},{i + 0.5}\n" for i in range(100))
+    probe = PROBE.format(argv=["eval", "-", "-l", "mse", "--value"])
+    proc = subprocess.run([sys.executable, "-c", probe], input=rows, capture_output=True, text=True,
+                          cwd=_root())
+    info = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert info["code"] in (0, None), proc.stderr
+    assert float(proc.stdout) == 0.25
+    assert "pyarrow" not in set(info["modules"])
+
+
+def test_small_csv_with_text_still_reads(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("y_true,y_pred\ncat,0.9\ndog,0.2\ncat,0.6\n")
+    proc, info = _run(["eval", str(path), "-l", "log_loss", "--value"], _root())
+    assert info["code"] in (0, None), proc.stderr
+    import math
+    expected = -(math.log(0.1) + math.log(0.2) + math.log(0.4)) / 3  # classes sorted: cat=0, dog=1
+    assert abs(float(proc.stdout) - expected) < 1e-12
+    assert "pyarrow" in set(info["modules"])  # the text column goes through pyarrow's reader
 
 
 def test_unknown_loss_name_reads_plugin_entry_points(tmp_path):

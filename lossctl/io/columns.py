@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import pyarrow as pa
 
+from .._pa import pa  # imported on first use: a small CSV's columns arrive as NumPy arrays
 from ..errors import InputError, UsageError, shown
 
 # Usual column names, in order of preference, for roles the user did not name.
@@ -104,11 +104,17 @@ def bind(role: str, spec: str | None, sources: Sequence, prefer: int = 0, requir
 
 
 # -- Arrow -> NumPy ---------------------------------------------------------------------------------
-_NP = {
-    pa.float64(): np.float64, pa.float32(): np.float32, pa.float16(): np.float16,
-    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
-    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
-}
+_NP: dict = {}
+
+
+def _np_types() -> dict:
+    if not _NP:
+        _NP.update({
+            pa.float64(): np.float64, pa.float32(): np.float32, pa.float16(): np.float16,
+            pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
+            pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
+        })
+    return _NP
 
 
 def _first_null(arr: pa.Array) -> int:
@@ -125,8 +131,9 @@ def _first_rows(rows: np.ndarray, total: int, row0: int, k: int = 5) -> str:
 def primitive_to_numpy(arr: pa.Array) -> np.ndarray:
     """A null-free primitive Arrow array as NumPy without copying where possible (no pandas)."""
     t = arr.type
-    if t in _NP:
-        dt = np.dtype(_NP[t])
+    npt = _np_types()
+    if t in npt:
+        dt = np.dtype(npt[t])
         return np.frombuffer(arr.buffers()[1], dtype=dt, count=len(arr), offset=arr.offset * dt.itemsize)
     if pa.types.is_boolean(t):
         bits = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
@@ -157,6 +164,8 @@ class Converter:
         return InputError(f"{self.b.file}, column {col!r}{r}: {msg}")
 
     def column(self, arr: pa.Array, col: str, row0: int) -> np.ndarray:
+        if isinstance(arr, np.ndarray):  # a small CSV's column, parsed without pyarrow: numbers, no nulls
+            return arr if arr.dtype == np.float64 else arr.astype(np.float64)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         t = arr.type

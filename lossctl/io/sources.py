@@ -19,8 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-import pyarrow as pa
-
+from .._pa import pa  # imported on first use: a small CSV is parsed without it
 from ..errors import InputError, UsageError, shown
 
 FORMATS = ("csv", "tsv", "parquet", "arrow", "jsonl")
@@ -42,6 +41,7 @@ _BATCH_BYTES = 3 << 19  # auto batch size: about 1.5 MiB of float64 input per ba
 _WHOLE_GROUP_BYTES = 32 << 20
 _PARQUET_BUFFER = 1 << 20
 _CSV_BLOCK = 16 << 20
+_TINY_BYTES = 1 << 20  # CSV files up to this size are parsed without pyarrow when they hold plain numbers
 
 
 def auto_batch_rows(n_columns: int) -> int:
@@ -125,26 +125,72 @@ class Source:
         if self._types is None:
             sch = self._read_schema()
             try:
-                self._names = list(sch.names)
+                names = list(sch.names)
             except UnicodeDecodeError:
                 raise InputError(f"{self.display}: the column names are not UTF-8 text; save the file as "
                                  f"UTF-8") from None
+            self._set_names(names)
             self._types = {f.name: f.type for f in sch}
-            if len(set(self._names)) != len(self._names):
-                dup = sorted({n for n in self._names if self._names.count(n) > 1})
-                raise InputError(f"{self.display}: duplicate column name(s) {', '.join(map(repr, dup))}; "
-                                 f"rename them so each column is unique")
             self._schema = sch
         return self._schema
 
+    def _set_names(self, names: list[str]) -> None:
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise InputError(f"{self.display}: duplicate column name(s) {', '.join(map(repr, dup))}; "
+                             f"rename them so each column is unique")
+        self._names = names
+
     @property
     def names(self) -> list[str]:
-        self.schema()
+        if self._names is None:
+            tiny = self._tiny()
+            if tiny is not None:
+                self._set_names(list(tiny.names))
+            else:
+                self.schema()
         return list(self._names or [])
 
     def type_of(self, name: str) -> pa.DataType:
+        if self._types is None:
+            tiny = self._tiny()
+            col = tiny.column(name) if tiny is not None and name in tiny.index else None
+            if col is not None:
+                return pa.int64() if col.dtype.kind == "i" else pa.float64()
         self.schema()
         return self._types[name]
+
+    def is_text(self, name: str) -> bool:
+        """Whether a column holds strings (plain or dictionary-encoded); a small CSV's numeric columns answer
+        without pyarrow."""
+        if self._types is None:
+            tiny = self._tiny()
+            if tiny is not None and name in tiny.index and tiny.column(name) is not None:
+                return False
+        t = self.type_of(name)
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+    def _tiny(self) -> "_TinyCsv | None":
+        """A small local CSV (or standard input) of plain numbers, parsed without pyarrow; None otherwise."""
+        tiny = self.__dict__.get("_tiny_csv", False)
+        if tiny is False:
+            tiny = None
+            if (self.format in ("csv", "tsv") and len(self.files) == 1 and self.compression is None
+                    and self.fs is None):
+                data = self.data
+                if data is None:
+                    try:
+                        if os.path.getsize(self.files[0]) <= _TINY_BYTES:
+                            with open(self.files[0], "rb") as fh:
+                                data = fh.read(_TINY_BYTES + 1)
+                    except OSError:
+                        data = None
+                if data is not None and len(data) <= _TINY_BYTES:
+                    tiny = _TinyCsv.parse(data, self.delimiter)
+            self.__dict__["_tiny_csv"] = tiny
+        return tiny
 
     def _read_schema(self) -> pa.Schema:
         fmt = self.format
@@ -337,15 +383,26 @@ class Source:
             return pa.ipc.open_stream(src)
 
     def batches(self, columns: Sequence[str], batch_rows: int = DEFAULT_BATCH_ROWS,
-                float_columns: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+                float_columns: Sequence[str] = (), numpy_ok: bool = False) -> Iterator[pa.RecordBatch]:
         """Yield record batches holding ``columns`` (in that order). Counts rows into ``self.rows``.
 
         ``float_columns`` are read as float64 where the format infers types (CSV, JSON), so a column whose
-        first block holds integers does not fail on a later '1.5'.
+        first block holds integers does not fail on a later '1.5'.  ``numpy_ok``: the caller takes
+        :class:`NumpyBatch` too (only ``.column(i)`` and ``.num_rows``), which a small CSV of plain numbers
+        is read into without loading pyarrow.
         """
         columns = list(dict.fromkeys(columns))
         self.rows = 0
         fmt = self.format
+        if numpy_ok and fmt in ("csv", "tsv") and self._tiny() is not None:
+            arrays = self._tiny().columns(columns)
+            if arrays is not None:
+                n = len(arrays[0]) if arrays else 0
+                for off in range(0, n, batch_rows):
+                    b = NumpyBatch([a[off: off + batch_rows] for a in arrays])
+                    self.rows += b.num_rows
+                    yield b
+                return
         for path in self.files:
             try:
                 if fmt == "parquet":
@@ -392,6 +449,91 @@ class Source:
             except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
                 raise InputError(_rewrite_arrow_error(path if self.data is None else self.display,
                                                       exc, columns, self.rows)) from None
+
+
+class NumpyBatch:
+    """Equal-length NumPy columns standing in for a record batch (``.column(i)``, ``.num_rows``)."""
+
+    __slots__ = ("arrays", "num_rows")
+
+    def __init__(self, arrays: list):
+        self.arrays = arrays
+        self.num_rows = len(arrays[0]) if arrays else 0
+
+    def column(self, i: int):
+        return self.arrays[i]
+
+
+_INT = rb"-?[0-9]{1,18}"
+_NUM = rb"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_INT_COLUMN = re.compile(_INT + rb"(?:\n" + _INT + rb")*")
+_NUM_COLUMN = re.compile(_NUM + rb"(?:\n" + _NUM + rb")*")
+_LONG_INT = re.compile(rb"(?:^|\n)-?[0-9]{19,}(?:\n|$)")
+
+
+class _TinyCsv:
+    """A small CSV of plain numbers, parsed without pyarrow (the one-liner's start-up: pyarrow's import is
+    ~35 ms).  It takes only what pyarrow would read the same way: no quotes, no byte-order mark, a header of
+    non-empty UTF-8 names, the same number of fields on every line, and in a column either integers of at
+    most 18 digits (int64, as pyarrow infers them) or decimal numbers (float64, parsed by Python's
+    correctly rounded ``float`` as pyarrow's parser rounds them).  Empty lines are skipped and \\n, \\r\\n and
+    \\r end lines, as in pyarrow.  Anything else (missing values, text, 'nan', '+1', a 19-digit integer)
+    leaves the column, or the file, to pyarrow, whose answers and messages are then those of every other
+    file.  tests/test_tiny_csv.py checks the two readers against each other."""
+
+    def __init__(self, names: list[str], fields: list[bytes], nrows: int):
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        self.fields = fields
+        self.nrows = nrows
+        self._cols: dict[str, object] = {}
+
+    @classmethod
+    def parse(cls, data: bytes, delimiter: str) -> "_TinyCsv | None":
+        if not data or b'"' in data or data.startswith(b"\xef\xbb\xbf") or len(delimiter) != 1 \
+                or not delimiter.isascii() or delimiter in "\r\n":
+            return None
+        d = delimiter.encode()
+        lines = data.splitlines()
+        if not lines[0]:
+            return None
+        body = [ln for ln in lines[1:] if ln]
+        if not body:
+            return None
+        try:
+            names = lines[0].decode("utf-8").split(delimiter)
+        except UnicodeDecodeError:
+            return None
+        if not all(names):
+            return None
+        k = len(names) - 1
+        if any(ln.count(d) != k for ln in body):
+            return None
+        return cls(names, d.join(body).split(d), len(body))
+
+    def column(self, name: str):
+        """The column as an int64 or float64 array, or None when pyarrow has to read it."""
+        if name not in self._cols:
+            import numpy as np
+            vals = self.fields[self.index[name]::len(self.names)]
+            text = b"\n".join(vals)
+            if _INT_COLUMN.fullmatch(text):
+                arr = np.array(list(map(int, vals)), dtype=np.int64)
+            elif _NUM_COLUMN.fullmatch(text) and not _LONG_INT.search(text):
+                arr = np.array(list(map(float, vals)), dtype=np.float64)
+            else:
+                arr = None
+            self._cols[name] = arr
+        return self._cols[name]
+
+    def columns(self, names: Sequence[str]) -> list | None:
+        out = []
+        for n in names:
+            col = self.column(n) if n in self.index else None
+            if col is None:
+                return None
+            out.append(col)
+        return out
 
 
 class _LocalParquet:
@@ -639,6 +781,11 @@ def _looks_like_text(path: str) -> bool:
 
 def _head_of(src: Source, n: int = 65536) -> bytes:
     try:
+        if src.compression is None and src.fs is None:  # plain bytes: no need to load pyarrow for them
+            if src.data is not None:
+                return src.data[:n]
+            with open(src.files[0], "rb") as fh:
+                return fh.read(n)
         stream = src._stream(src.files[0])
         return stream.read(n)
     except (OSError, pa.ArrowInvalid) as exc:

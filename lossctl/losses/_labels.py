@@ -469,18 +469,13 @@ def collect_label_names(plan) -> None:
     that column chunk; stdin is buffered) and returns (sorted names, first input row of each name), so the
     result does not depend on the batch size.  Joined inputs (--on) keep first-batch discovery.
     """
-    import pyarrow as pa
-
     if plan.options.get("classes") or plan.on or "target" not in plan.string_roles:
         return
     b = plan.bindings.get("target")
     if b is None or len(b.columns) != 1:
         return
     src = plan.sources[b.source]
-    t = src.type_of(b.columns[0])
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+    if not src.is_text(b.columns[0]):
         return
     cache: list = []
 
