@@ -123,3 +123,35 @@ def test_console_script_entry_flushes_and_keeps_exit_codes(tmp_path):
     head = subprocess.run(" ".join(run + ["eval", str(path), "-l", "mse", "-r", "none", "-f", "csv"]) + " | head -1",
                           shell=True, capture_output=True, text=True, cwd=_root())
     assert head.stdout.strip() == '"row","mse"' and "Exception" not in head.stderr and "Traceback" not in head.stderr
+
+
+def test_data_commands_use_the_jemalloc_pool_before_reading(tmp_path):
+    """The CLI's memory pool is set when pyarrow is loaded, before any reader allocates from it."""
+    import pyarrow as pa
+    if not hasattr(pa, "jemalloc_memory_pool"):
+        return  # a build without jemalloc keeps its default pool (nothing to check)
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"y_true": [1.0, 2.0], "y_pred": [1.5, 2.5]}), tmp_path / "p.parquet")
+    probe = r"""
+import sys
+from lossctl.io import sources
+seen = []
+real_open = sources._LocalParquet.open.__func__
+def spy(cls, *a, **k):
+    import pyarrow
+    seen.append(pyarrow.default_memory_pool().backend_name)
+    return real_open(cls, *a, **k)
+sources._LocalParquet.open = classmethod(spy)
+from lossctl.cli import main
+try:
+    main(["eval", sys.argv[1], "-l", "mse", "--value"])
+except SystemExit:
+    pass
+print("POOLS", seen, file=sys.stderr)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "p.parquet")], capture_output=True,
+                          text=True, cwd=_root(), env=env)
+    assert proc.stdout.strip() == "0.25", proc.stderr
+    pools = eval(proc.stderr.strip().splitlines()[-1].split(" ", 1)[1])
+    assert pools and set(pools) == {"jemalloc"}, proc.stderr

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+from .._pa import load as _load_pyarrow
 from .._pa import pa  # imported on first use: a small CSV is parsed without it
 from ..errors import InputError, UsageError, shown
 
@@ -193,6 +194,7 @@ class Source:
         return tiny
 
     def _read_schema(self) -> pa.Schema:
+        _load_pyarrow()  # first, so that the CLI's memory pool is set before a reader allocates
         fmt = self.format
         cur = self.files[0]
         try:
@@ -403,6 +405,7 @@ class Source:
                     self.rows += b.num_rows
                     yield b
                 return
+        _load_pyarrow()
         for path in self.files:
             try:
                 if fmt == "parquet":
