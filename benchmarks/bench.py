@@ -670,12 +670,15 @@ HOW = """\
   not even `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
 - CSV in 8 MiB byte ranges split at line ends, each parsed by pyarrow's multi-threaded `read_csv` straight
   from a memory map (the pages of a parsed range are released at once).
+- A CSV of at most 1 MiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,
+  whose import is ~35 ms of the start-up: integers and decimals only, typed and rounded as pyarrow reads
+  them (tests compare the two readers); anything else in the file goes to pyarrow.
 - A background thread reads and decodes batch k+1 while NumPy computes the losses on batch k.
 - Loss kernels avoid per-class work where the label picks one column (log loss: one `log` per row, not one
   per class), and glibc keeps the batch temporaries on the heap instead of page-faulting them in again
   for every batch.  Data commands use pyarrow's jemalloc pool (flat, lower peak memory than mimalloc here),
-  and the console script leaves without tearing the interpreter down (~20 ms).  Results do not depend on any of this: the invariance and parity tests run at many
-  batch sizes."""
+  and the console script leaves without tearing the interpreter down (~20 ms).  Results do not depend on
+  any of this: the invariance and parity tests run at many batch sizes."""
 
 
 # --- main ----------------------------------------------------------------------

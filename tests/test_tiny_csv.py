@@ -76,8 +76,11 @@ _INTEGER = st.one_of(st.integers(-10**18 + 1, 10**18 - 1).map(str), st.sampled_f
 @st.composite
 def _csv_bytes(draw):
     ncol = draw(st.integers(1, 4))
-    names = draw(st.lists(st.sampled_from(["a", "b", "y_true", "y_pred", "w", " x", "é"]), min_size=ncol,
+    names = draw(st.lists(st.sampled_from(["a", "b", "y_true", "y_pred", "w", " x", "é", "p,q"]), min_size=ncol,
                           max_size=ncol, unique=True))
+    # names plain or quoted as polars and pyarrow write them ("y_true"); one with a comma must be quoted
+    quoted = [draw(st.booleans()) or "," in n for n in names]
+    header = [f'"{n}"' if q else n for n, q in zip(names, quoted)]
     nrows = draw(st.integers(1, 30))
     columns = []
     for _ in range(ncol):
@@ -92,7 +95,7 @@ def _csv_bytes(draw):
         columns.append(col)
     rows = list(zip(*columns))
     ends = draw(st.sampled_from(["\n", "\r\n", "\r"]))
-    lines = [",".join(names)] + [",".join(r) for r in rows]
+    lines = [",".join(header)] + [",".join(r) for r in rows]
     if draw(st.booleans()):
         lines.insert(draw(st.integers(1, len(lines))), "")  # an empty line (skipped by both)
     text = ends.join(lines) + (ends if draw(st.booleans()) else "")
@@ -120,8 +123,15 @@ def test_plain_numbers_are_taken():
     assert tiny.column("k").tolist() == [3, -4, 7]
 
 
+def test_quoted_header_is_taken():
+    tiny = _compare(b'"y_true","y,pred"\n1,0.5\n2,0.25\n')
+    assert tiny is not None and tiny.names == ["y_true", "y,pred"]
+
+
 @pytest.mark.parametrize("data", [
-    b'a,b\n"1",2\n',            # quotes
+    b'a,b\n"1",2\n',            # quotes below the header
+    b'"a""b",c\n1,2\n',         # an escaped quote in a name
+    b'"a"b,c\n1,2\n',           # a name that is not wholly quoted
     b"\xef\xbb\xbfa,b\n1,2\n",  # byte-order mark
     b"a,b\n1,2\n3\n",           # ragged row
     b"a,b\n",                   # no rows
@@ -185,3 +195,18 @@ def test_tiny_path_is_used(tmp_path, monkeypatch):
     res = lossctl.evaluate(str(path), ["mse"], reduction="none")
     assert [r["mse"] for r in res.rows] == [1.0, 4.0]
     assert seen == ["RecordBatch"]
+
+
+@pytest.mark.parametrize("name,text,delimiter", [
+    ("small.tsv", "y_true\ty_pred\n1\t1.5\n2\t2.25\n", "\t"),
+    ("small.csv", "y_true;y_pred\n1;1.5\n2;2.25\n", ";"),
+])
+def test_other_delimiters(tmp_path, monkeypatch, name, text, delimiter):
+    path = tmp_path / name
+    path.write_text(text)
+    assert _compare(path.read_bytes(), delimiter) is not None
+    src = sources.open_source(str(path))
+    assert src.delimiter == delimiter and src._tiny() is not None
+    tiny = lossctl.evaluate(str(path), ["mse"]).value("mse")
+    monkeypatch.setattr(sources, "_TINY_BYTES", -1)
+    assert tiny == lossctl.evaluate(str(path), ["mse"]).value("mse") == (0.25 + 0.0625) / 2

@@ -474,15 +474,36 @@ _NUM_COLUMN = re.compile(_NUM + rb"(?:\n" + _NUM + rb")*")
 _LONG_INT = re.compile(rb"(?:^|\n)-?[0-9]{19,}(?:\n|$)")
 
 
+def _header_names(line: bytes, d: bytes) -> list[str] | None:
+    """The names of a header line whose fields are plain or wholly quoted ("y_true", as polars and pyarrow
+    write them) with no quote inside; None for anything else (or names that are not UTF-8)."""
+    try:
+        if b'"' not in line:
+            return line.decode("utf-8").split(d.decode())
+        field = re.compile(rb'"([^"]*)"|([^"' + re.escape(d) + rb']*)')
+        names, pos = [], 0
+        while True:
+            m = field.match(line, pos)
+            names.append((m.group(1) if m.group(1) is not None else m.group(2)).decode("utf-8"))
+            pos = m.end()
+            if pos == len(line):
+                return names
+            if line[pos: pos + 1] != d:
+                return None
+            pos += 1
+    except UnicodeDecodeError:
+        return None
+
+
 class _TinyCsv:
     """A small CSV of plain numbers, parsed without pyarrow (the one-liner's start-up: pyarrow's import is
-    ~35 ms).  It takes only what pyarrow would read the same way: no quotes, no byte-order mark, a header of
-    non-empty UTF-8 names, the same number of fields on every line, and in a column either integers of at
-    most 18 digits (int64, as pyarrow infers them) or decimal numbers (float64, parsed by Python's
-    correctly rounded ``float`` as pyarrow's parser rounds them).  Empty lines are skipped and \\n, \\r\\n and
-    \\r end lines, as in pyarrow.  Anything else (missing values, text, 'nan', '+1', a 19-digit integer)
-    leaves the column, or the file, to pyarrow, whose answers and messages are then those of every other
-    file.  tests/test_tiny_csv.py checks the two readers against each other."""
+    ~35 ms).  It takes only what pyarrow would read the same way: no byte-order mark; a header of non-empty
+    UTF-8 names, plain or wholly quoted; no quotes below it; the same number of fields on every line; and
+    in a column either integers of at most 18 digits (int64, as pyarrow infers them) or decimal numbers
+    (float64, parsed by Python's correctly rounded ``float`` as pyarrow's parser rounds them).  Empty lines
+    are skipped and \\n, \\r\\n and \\r end lines, as in pyarrow.  Anything else (missing values, text, 'nan',
+    '+1', a 19-digit integer) leaves the column, or the file, to pyarrow, whose answers and messages are then
+    those of every other file.  tests/test_tiny_csv.py checks the two readers against each other."""
 
     def __init__(self, names: list[str], fields: list[bytes], nrows: int):
         self.names = names
@@ -493,21 +514,18 @@ class _TinyCsv:
 
     @classmethod
     def parse(cls, data: bytes, delimiter: str) -> "_TinyCsv | None":
-        if not data or b'"' in data or data.startswith(b"\xef\xbb\xbf") or len(delimiter) != 1 \
-                or not delimiter.isascii() or delimiter in "\r\n":
+        if not data or data.startswith(b"\xef\xbb\xbf") or len(delimiter) != 1 or not delimiter.isascii() \
+                or delimiter in "\r\n\"":
             return None
         d = delimiter.encode()
         lines = data.splitlines()
-        if not lines[0]:
+        if not lines[0] or b'"' in data[len(lines[0]):]:  # quotes: in the header only
             return None
         body = [ln for ln in lines[1:] if ln]
         if not body:
             return None
-        try:
-            names = lines[0].decode("utf-8").split(delimiter)
-        except UnicodeDecodeError:
-            return None
-        if not all(names):
+        names = _header_names(lines[0], d)
+        if names is None or not all(names):
             return None
         k = len(names) - 1
         if any(ln.count(d) != k for ln in body):
