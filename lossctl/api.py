@@ -763,9 +763,10 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
     reqs, bindings, wbind = plan.reqs, plan.bindings, plan.wbind
     col_pos = plan.col_pos
     lenient = plan.nan_policy != "error"  # missing values become NaN, then omitted or propagated
-    convs = {role: Converter(b, allow_strings=role in plan.string_roles, null_as_nan=lenient)
+    omit_ok = not plan.block_multiple  # row-block losses (NT-Xent) refuse --nan-policy omit: do not suggest it
+    convs = {role: Converter(b, allow_strings=role in plan.string_roles, null_as_nan=lenient, omit_ok=omit_ok)
              for role, b in bindings.items()}
-    wconv = Converter(wbind, null_as_nan=lenient) if wbind else None
+    wconv = Converter(wbind, null_as_nan=lenient, omit_ok=omit_ok) if wbind else None
     grouper = _Grouper([b.columns[0] for b in plan.by_binds]) if plan.by_binds else None
     memo: dict = {"omitted_rows": 0}
     ctx = BatchContext(bindings, plan.options, memo)
@@ -787,13 +788,13 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
                 cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
                 x = convs[role].convert(cols, row0)
                 if x.dtype.kind == "f" and not lenient:
-                    check_finite(x, b, row0)
+                    check_finite(x, b, row0, omit_ok)
                 arrays[role] = x
             w = None
             if wconv is not None:
                 w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
                 if not lenient:
-                    check_finite(w, wbind, row0)
+                    check_finite(w, wbind, row0, omit_ok)
                 if w.ndim != 1:
                     raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")
             yield parts, row0, arrays, w

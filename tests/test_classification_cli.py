@@ -316,6 +316,18 @@ def test_binary_string_labels_and_margin_losses(binary):
     close(values(doc)["log_loss"], skm.log_loss(names, 1.0 - arr(binary, "prob")))
 
 
+def test_classes_with_numeric_binary_labels_name_them_or_fail(binary):
+    """--classes with 0/1 labels names class 0 and class 1 (reported); a list of another length is an error,
+    not silently ignored."""
+    doc = evaluate(BIN_PQ, "-l", "bce_with_logits", "--pred", "logit", "--target", "label", "--classes", "neg,pos")
+    assert doc["classes"] == ["neg", "pos"]
+    plain = evaluate(BIN_PQ, "-l", "bce_with_logits", "--pred", "logit", "--target", "label")
+    assert values(doc) == values(plain) and "classes" not in plain
+    msg = run_err(["eval", BIN_PQ, "-l", "bce_with_logits", "--pred", "logit", "--target", "label",
+                   "--classes", "a,b,c"], 3)
+    assert "--classes lists 3 (a, b, c)" in msg
+
+
 def test_zero_one_on_predicted_labels(mc_csv):
     doc = evaluate(MC_CSV, "-l", "zero_one", "--pred", "pred_species", "--target", "species")
     close(values(doc)["zero_one"], skm.zero_one_loss(mc_csv.column("species").to_pylist(),

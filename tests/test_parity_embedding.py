@@ -332,6 +332,18 @@ def test_nt_xent_refuses_to_omit_rows(tmp_path):
     assert "row 3 has a missing value" in msg and "cannot omit rows" in msg
 
 
+@pytest.mark.parametrize("value,what", [("", "missing value"), ("inf", "inf value")])
+def test_nt_xent_bad_value_message_does_not_suggest_omit(tmp_path, value, what):
+    """The default policy's message must not point at --nan-policy omit when the run refuses it."""
+    path = tmp_path / "e.csv"
+    path.write_text(f"a,b,c,d\n1,2,1,2\n2,1,2,1\n{value},3,3,4\n1,1,1,1\n")
+    msg = run_err(["eval", path, "-l", "nt_xent:block_size=2", "--pred", "a,b", "--target", "c,d"], 3)
+    assert f"column 'a', row 3: {what}" in msg and "omit" not in msg
+    # a loss without row blocks keeps the hint
+    msg = run_err(["eval", path, "-l", "mse", "--pred", "a,b", "--target", "c,d"], 3)
+    assert "--nan-policy omit" in msg
+
+
 # =========================================================================== columns, globs, errors ===
 def test_vectors_from_column_globs_equal_list_columns(tmp_path):
     t = pq.read_table(f"{SAMPLES}/triplets.parquet")

@@ -153,11 +153,12 @@ class Converter:
     """Turns the Arrow columns of a binding into arrays, with errors naming file, column and row."""
 
     def __init__(self, binding: Binding, numeric: bool = True, allow_strings: bool = False,
-                 null_as_nan: bool = False):
+                 null_as_nan: bool = False, omit_ok: bool = True):
         self.b = binding
         self.numeric = numeric
         self.allow_strings = allow_strings
         self.null_as_nan = null_as_nan
+        self.omit_ok = omit_ok  # whether messages may suggest --nan-policy omit (NT-Xent's blocks refuse it)
 
     def _err(self, col: str, row: int | None, msg: str) -> InputError:
         r = f", row {row + 1}" if row is not None else ""
@@ -185,14 +186,15 @@ class Converter:
                 if i and pa.types.is_floating(t) and not self.null_as_nan:
                     # a NaN or inf before the first missing value is the first offending row
                     before = primitive_to_numpy(arr.slice(0, i).cast(pa.float64()))
-                    check_finite(before, Binding(self.b.role, self.b.source, (col,), self.b.file), row0)
+                    check_finite(before, Binding(self.b.role, self.b.source, (col,), self.b.file), row0,
+                                 self.omit_ok)
                 n = arr.null_count
                 first = ""
                 if n > 1:
                     nulls = np.flatnonzero(primitive_to_numpy(arr.is_null()))
                     first = ": " + _first_rows(nulls, n, row0)
-                raise self._err(col, row0 + i, f"missing value ({n} in rows {row0 + 1}-{row0 + len(arr)}{first}); fill or drop those "
-                                               f"rows, or pass --nan-policy omit")
+                raise self._err(col, row0 + i, f"missing value ({n} in rows {row0 + 1}-{row0 + len(arr)}{first}); "
+                                               f"fill or drop those rows{', or pass --nan-policy omit' if self.omit_ok else ''}")
         if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             return self._list(arr, col, row0)
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
@@ -253,8 +255,9 @@ class Converter:
         return np.column_stack(parts)
 
 
-def check_finite(x: np.ndarray, binding: Binding, row0: int) -> None:
-    """Error on the first NaN or infinity, naming its column and row (1-based, header excluded)."""
+def check_finite(x: np.ndarray, binding: Binding, row0: int, omit_ok: bool = True) -> None:
+    """Error on the first NaN or infinity, naming its column and row (1-based, header excluded).
+    ``omit_ok``: the message may point at --nan-policy omit (not when a loss of the run refuses it)."""
     if x.dtype.kind != "f":
         return
     # Fast path: a sum is finite only if every term is (NaN and inf propagate); one pass, no mask.
@@ -276,4 +279,4 @@ def check_finite(x: np.ndarray, binding: Binding, row0: int) -> None:
     first = f": {_first_rows(np.flatnonzero(bad_rows), nbad, row0)}" if nbad > 1 else ""
     raise InputError(f"{binding.file}, column {col!r}, row {row0 + i + 1}: {what} value "
                      f"({nbad} in rows {row0 + 1}-{row0 + len(x)}{first}); losses need finite "
-                     f"numbers (--nan-policy omit drops such rows)")
+                     f"numbers ({'--nan-policy omit drops such rows' if omit_ok else 'fill or drop those rows'})")

@@ -227,6 +227,10 @@ def binary_labels(y: np.ndarray, ctx, role: str, *, soft: bool = False, signed: 
         y01 = string_label_indices(y, ctx, role, 2)
         return 2.0 * y01 - 1.0 if signed else y01
     y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        given = _given_classes(ctx, 2)  # numeric labels: --classes names 0 and 1 (checked: two names)
+        if given:
+            ctx.memo["classes"] = given  # reported with the results, as for index targets
     if soft:
         bad = (y < 0) | (y > 1)
         if bad.any():
