@@ -40,19 +40,19 @@ class EvalGates:
         self.results: list = []
 
     def attach(self, res) -> None:
-        from . import gates
         if self.boot is not None:
             self.boot.attach(res, self.level)
         if self.gates:
+            from . import gates
             self.results = gates.evaluate(self.gates, res)
             res.extra["gates"] = [g.as_dict() for g in self.results]
 
     def finish(self, fmt: str, bare: bool, out) -> None:
         """Print the gates (after the results: a table on stdout, or lines on stderr beside machine
         output; in JSON they are in the document) and exit 1 if one failed."""
-        from . import gates
         if not self.results:
             return
+        from . import gates
         if fmt == "table" and not bare:
             gates.print_table(self.results, out)
         elif fmt != "json" or bare:

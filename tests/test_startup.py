@@ -57,6 +57,8 @@ def test_small_eval_avoids_heavy_modules(tmp_path):
     assert "importlib.metadata" not in loaded
     # a small CSV of plain numbers is parsed without pyarrow (~35 ms of start-up)
     assert "pyarrow" not in loaded
+    # CI gates and the bootstrap only when asked for
+    assert "lossctl.gates" not in loaded and "lossctl.bootstrap" not in loaded
 
 
 def test_small_eval_from_stdin_avoids_pyarrow(tmp_path):
