@@ -541,9 +541,10 @@ def targets(jobs: list[Job], a) -> list[str]:
             if w is None:
                 na(f"{label}: did not run")
                 continue
-            extra = f" (python -c pass: {base:.3f} s" if base is not None else " ("
+            extra = (f" (python -c pass: {base:.3f} s, lossctl {1000 * (w - base):.0f} ms over it"
+                     if base is not None else " (")
             if floor_w is not None and "eval" in label:
-                extra += f"; the one-liner floor: {floor_w:.3f} s, lossctl {1000 * (w - floor_w):+.0f} ms over it"
+                extra += f"; the one-liner floor: {floor_w:.3f} s, lossctl {1000 * (w - floor_w):+.0f} ms against it"
             verdict(w < limit, f"{label}: {w:.3f} s < {limit} s" + extra + ")")
     if "large" in a.jobs:
         lj = next(j for j in jobs if j.key == "large")

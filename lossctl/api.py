@@ -787,13 +787,13 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
             for role, b in bindings.items():
                 cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
                 x = convs[role].convert(cols, row0)
-                if x.dtype.kind == "f" and not lenient:
+                if x.dtype.kind == "f" and not lenient and not convs[role].known_finite:
                     check_finite(x, b, row0, omit_ok)
                 arrays[role] = x
             w = None
             if wconv is not None:
                 w = wconv.convert([parts[wbind.source].column(col_pos[wbind.source][wbind.columns[0]])], row0)
-                if not lenient:
+                if not lenient and not wconv.known_finite:
                     check_finite(w, wbind, row0, omit_ok)
                 if w.ndim != 1:
                     raise InputError(f"{wbind.file}, column {wbind.label!r}: weights must be one number per row")

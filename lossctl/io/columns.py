@@ -159,6 +159,8 @@ class Converter:
         self.allow_strings = allow_strings
         self.null_as_nan = null_as_nan
         self.omit_ok = omit_ok  # whether messages may suggest --nan-policy omit (NT-Xent's blocks refuse it)
+        self.known_finite = False  # set by convert()
+        self._finite_cols = 0
 
     def _err(self, col: str, row: int | None, msg: str) -> InputError:
         r = f", row {row + 1}" if row is not None else ""
@@ -166,7 +168,10 @@ class Converter:
 
     def column(self, arr: pa.Array, col: str, row0: int) -> np.ndarray:
         if isinstance(arr, np.ndarray):  # a small CSV's column, parsed without pyarrow: numbers, no nulls
-            return arr if arr.dtype == np.float64 else arr.astype(np.float64)
+            if arr.dtype == np.float64:
+                return arr
+            self._finite_cols += 1  # integers: finite as float64 too
+            return arr.astype(np.float64)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         t = arr.type
@@ -222,6 +227,8 @@ class Converter:
             out = primitive_to_numpy(arr)
         except TypeError:
             raise self._err(col, None, f"unsupported column type {t}; expected numbers") from None
+        if out.dtype.kind in "iub":  # integers and booleans (no nulls here): finite as float64 too
+            self._finite_cols += 1
         return out.astype(np.float64, copy=False) if out.dtype != np.float64 else out
 
     def _list(self, arr: pa.Array, col: str, row0: int) -> np.ndarray:
@@ -245,10 +252,16 @@ class Converter:
         return flat.reshape(n, k)
 
     def convert(self, batch_columns: Sequence[pa.Array], row0: int) -> np.ndarray:
+        """The binding's columns as one array; afterwards ``known_finite`` says whether every column came
+        from an integer or boolean column (finite by type: no need to check it for NaN and inf)."""
         cols = self.b.columns
+        self._finite_cols = 0
         if len(cols) == 1:
-            return self.column(batch_columns[0], cols[0], row0)
+            out = self.column(batch_columns[0], cols[0], row0)
+            self.known_finite = self._finite_cols == 1
+            return out
         parts = [self.column(a, c, row0) for a, c in zip(batch_columns, cols)]
+        self.known_finite = self._finite_cols == len(cols)
         for p, c in zip(parts, cols):
             if p.ndim != 1 or p.dtype.kind not in "fiub":
                 raise self._err(c, None, "a multi-column input needs one number per column")

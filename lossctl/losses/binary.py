@@ -95,7 +95,14 @@ def log_loss(pred, target, *, eps: float = F64_EPS, row_sums: str = "warn") -> n
     # Fast path, bit-identical to the general formula below: with hard labels only the label's own column
     # has y_c != 0, so the row's sum is exactly -log(clip(p_y)) (the other terms are exact zeros); one log
     # per row instead of one per class, and no (n, C) temporaries.
-    if p.ndim == 1 and y.ndim == 1 and len(y) == len(p) and (checked or L.is_01(y)):
+    if p.ndim == 1 and y.ndim == 1 and len(y) == len(p) and checked:
+        # the prepare hook checked p in [0, 1] (or NaN) and y in {0, 1}: |(1 - y) - p| is p where y = 1 and
+        # 1 - p (the same rounding) where y = 0, bit for bit what np.where(y == 1, p, 1 - p) gives, without
+        # np.where's per-element branch (7x slower on shuffled labels)
+        picked = np.subtract(1.0, y)
+        np.subtract(picked, p, out=picked)
+        np.abs(picked, out=picked)
+    elif p.ndim == 1 and y.ndim == 1 and len(y) == len(p) and L.is_01(y):
         picked = np.where(y == 1, p, 1.0 - p)
     elif p.ndim == 2 and y.ndim == 1 and len(y) == len(p):
         picked = np.take_along_axis(p, y.astype(np.int64)[:, None], axis=1)[:, 0]
