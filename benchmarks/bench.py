@@ -146,7 +146,8 @@ def build_jobs(a, lossctl: list[str], data: dict) -> list[Job]:
                              "(table output) < 0.16 s. Value check uses the --value row. "
                              f"`{FLOOR}` is the issue's hand-written one-liner (pyarrow.csv + NumPy "
                              "frombuffer + click + a rich table; 158 ms where the issue was measured): "
-                             "the floor for a tool built on those modules."))
+                             "the floor for a tool that reads the file with pyarrow (lossctl parses a small "
+                             "CSV of plain numbers without it, so it can start faster than this)."))
 
     specs = [
         ("mse", "regression", "MSE", ["-l", "mse", "--pred", "y_pred", "--target", "y_true"], "mse"),
@@ -674,11 +675,13 @@ HOW = """\
 - A CSV of at most 1 MiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,
   whose import is ~35 ms of the start-up: integers and decimals only, typed and rounded as pyarrow reads
   them (tests compare the two readers); anything else in the file goes to pyarrow.
-- A background thread reads and decodes batch k+1 while NumPy computes the losses on batch k.
+- A background thread reads and decodes batch k+1 while NumPy computes the losses on batch k; columns
+  that are integers by type (labels) skip the NaN/inf check.
 - Loss kernels avoid per-class work where the label picks one column (log loss: one `log` per row, not one
-  per class), and glibc keeps the batch temporaries on the heap instead of page-faulting them in again
-  for every batch.  Data commands use pyarrow's jemalloc pool (flat, lower peak memory than mimalloc here),
-  and the console script leaves without tearing the interpreter down (~20 ms).  Results do not depend on
+  per class, and the label's probability picked without a data-dependent branch), and glibc keeps the
+  batch temporaries on the heap instead of page-faulting them in again for every batch.  Data commands
+  use pyarrow's jemalloc pool (flat, lower peak memory than mimalloc here), and the console script
+  leaves without tearing the interpreter down (~20 ms).  Results do not depend on
   any of this: the invariance and parity tests run at many batch sizes."""
 
 
