@@ -11,11 +11,13 @@ is): the CLI sets pyarrow's memory pool that way.
 from __future__ import annotations
 
 import sys
+import threading
 import types
 from typing import Callable
 
 _hooks: list[Callable] = []
 _loaded = False
+_lock = threading.Lock()  # (the reader thread may be the first to load pyarrow)
 
 
 class _LazyPyarrow(types.ModuleType):
@@ -33,16 +35,19 @@ def load():
     global _loaded
     import pyarrow
     if not _loaded:
-        _loaded = True
-        pa.__dict__.update({k: v for k, v in vars(pyarrow).items() if not k.startswith("__")})
-        while _hooks:
-            _hooks.pop(0)(pyarrow)
+        with _lock:
+            if not _loaded:
+                pa.__dict__.update({k: v for k, v in vars(pyarrow).items() if not k.startswith("__")})
+                while _hooks:
+                    _hooks.pop(0)(pyarrow)
+                _loaded = True
     return pyarrow
 
 
 def on_import(fn: Callable) -> None:
     """Run ``fn(pyarrow)`` when pyarrow is loaded through :func:`load` (now, if it already was)."""
-    if _loaded or "pyarrow" in sys.modules:
-        fn(load())
-    else:
-        _hooks.append(fn)
+    with _lock:
+        if not _loaded and "pyarrow" not in sys.modules:
+            _hooks.append(fn)
+            return
+    fn(load())

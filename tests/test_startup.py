@@ -157,3 +157,22 @@ print("POOLS", seen, file=sys.stderr)
     assert proc.stdout.strip() == "0.25", proc.stderr
     pools = eval(proc.stderr.strip().splitlines()[-1].split(" ", 1)[1])
     assert pools and set(pools) == {"jemalloc"}, proc.stderr
+
+
+def test_lazy_pyarrow_module_loads_on_first_use_and_runs_hooks_once():
+    probe = r"""
+import sys
+from lossctl import _pa
+calls = []
+_pa.on_import(lambda mod: calls.append(mod.__name__))
+assert "pyarrow" not in sys.modules and calls == []
+t = _pa.pa.float64()             # first attribute: imports pyarrow, runs the hook
+assert "pyarrow" in sys.modules and calls == ["pyarrow"]
+assert _pa.pa.float64 is sys.modules["pyarrow"].float64 and str(t) == "double"
+_pa.load()
+_pa.on_import(lambda mod: calls.append("late"))   # after loading: runs at once
+assert calls == ["pyarrow", "late"], calls
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=_root())
+    assert proc.stdout.strip() == "ok", proc.stderr

@@ -398,7 +398,7 @@ class Source:
         fmt = self.format
         if numpy_ok and fmt in ("csv", "tsv") and self._tiny() is not None:
             arrays = self._tiny().columns(columns)
-            if arrays is not None:
+            if arrays:
                 n = len(arrays[0]) if arrays else 0
                 for off in range(0, n, batch_rows):
                     b = NumpyBatch([a[off: off + batch_rows] for a in arrays])
