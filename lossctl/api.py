@@ -734,8 +734,8 @@ def iter_aligned(plan: Plan, joiner: "_Joiner | None" = None, numpy_ok: bool = F
         # no groups, ids or per-sample rows (Arrow columns), no regrouping into blocks
         plain = (numpy_ok and plan.nan_policy == "error" and not plan.by_binds and not plan.id_binds
                  and not plan.per_sample and not plan.block_multiple)
-        kw = {"numpy_ok": True} if plain else {}  # (the Dask engine's row-group sources take no such flag)
-        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], rows, fc[0], **kw))
+        aligned: Iterator[list[pa.RecordBatch]] = ([b] for b in sources[0].batches(need[0], rows, fc[0],
+                                                                                     numpy_ok=plain))
     elif plan.on:
         assert joiner is not None
 

@@ -89,8 +89,8 @@ class _RowGroupSource(Source):
     row_groups: tuple[int, ...] = ()
 
     def batches(self, columns: Sequence[str], batch_rows: int = DEFAULT_BATCH_ROWS,
-                float_columns: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
-        columns = list(dict.fromkeys(columns))
+                float_columns: Sequence[str] = (), numpy_ok: bool = False) -> Iterator[pa.RecordBatch]:
+        columns = list(dict.fromkeys(columns))  # (Parquet: always Arrow batches, whatever numpy_ok says)
         self.rows = 0
         try:
             pf = self._parquet(self.files[0], pre_buffer=self.fs is not None)
@@ -335,18 +335,13 @@ def _deferred_signals():
             signal.raise_signal(got[0])  # the restored handler raises (KeyboardInterrupt, lossctl's SIGTERM)
 
 
-def _is_string_type(t: pa.DataType) -> bool:
-    return (pa.types.is_string(t) or pa.types.is_large_string(t)
-            or (pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))))
-
-
 def _needs_class_order(plan: Plan) -> bool:
     """String labels without --classes: the class order must be fixed once for all fragments."""
     if plan.options.get("classes"):
         return False
     for role in plan.string_roles:
         b = plan.bindings.get(role)
-        if b is not None and any(_is_string_type(plan.sources[b.source].type_of(c)) for c in b.columns):
+        if b is not None and any(plan.sources[b.source].is_text(c) for c in b.columns):
             return True
     return False
 
