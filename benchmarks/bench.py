@@ -672,7 +672,7 @@ HOW = """\
   not even `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
 - CSV in 8 MiB byte ranges split at line ends, each parsed by pyarrow's multi-threaded `read_csv` straight
   from a memory map (the pages of a parsed range are released at once).
-- A CSV of at most 1 MiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,
+- A CSV of at most 512 KiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,
   whose import is ~35 ms of the start-up: integers and decimals only, typed and rounded as pyarrow reads
   them (tests compare the two readers); anything else in the file goes to pyarrow.
 - A background thread reads and decodes batch k+1 while NumPy computes the losses on batch k; columns

@@ -1,6 +1,6 @@
 """The small-CSV reader (lossctl.io.sources._TinyCsv) against pyarrow's.
 
-A CSV of at most 1 MiB holding plain numbers is parsed without pyarrow (start-up); whatever it takes must
+A CSV of at most 512 KiB holding plain numbers is parsed without pyarrow (start-up); whatever it takes must
 come out as pyarrow reads it (same column types, bitwise the same values, the same names and rows), and
 whatever it cannot read the same way it must leave to pyarrow.
 """
