@@ -263,3 +263,33 @@ def test_api_reads_the_same_as_cli(tmp_path):
     res = lossctl.evaluate(path, ["mse"], weight="weight")
     out = run_ok(["eval", path, "-l", "mse", "-w", "weight", "--value"]).stdout
     assert out == f"{res.value('mse')!r}\n"
+
+
+def test_per_sample_parquet_delta_encodes_integer_columns(tmp_path):
+    """Row numbers and integer ids are written DELTA_BINARY_PACKED (smaller, faster to write) and read back
+    exactly; float losses stay plain, text ids dictionary-encoded."""
+    n = 70_000  # more than one batch
+    rng = np.random.default_rng(3)
+    pred, target = rng.normal(size=n), rng.normal(size=n)
+    src = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"uid": np.arange(n, dtype=np.int64) * 7 + 3, "name": [f"n{i % 13}" for i in range(n)],
+                             "y_pred": pred, "y_true": target}), src)
+    def encodings(path):
+        pf = pq.ParquetFile(path)
+        rg = pf.metadata.row_group(0)
+        return pf.read(), {rg.column(j).path_in_schema: rg.column(j).encodings for j in range(rg.num_columns)}
+
+    out = tmp_path / "ids.parquet"
+    run_ok(["eval", str(src), "-l", "mse", "-r", "none", "--id", "uid", "--id", "name", "-o", str(out)])
+    back, enc = encodings(out)
+    assert "DELTA_BINARY_PACKED" in enc["uid"]
+    assert "DELTA_BINARY_PACKED" not in enc["mse"] and "RLE_DICTIONARY" not in enc["mse"]
+    assert "RLE_DICTIONARY" in enc["name"]
+    assert back.column("uid").to_pylist() == (np.arange(n) * 7 + 3).tolist()
+    assert back.column("name").to_pylist() == [f"n{i % 13}" for i in range(n)]
+    assert np.array_equal(back.column("mse").to_numpy(), (pred - target) ** 2)
+    out = tmp_path / "rows.parquet"  # without --id: row numbers
+    run_ok(["eval", str(src), "-l", "mse", "-r", "none", "-o", str(out)])
+    back, enc = encodings(out)
+    assert "DELTA_BINARY_PACKED" in enc["row"]
+    assert back.column("row").to_pylist() == list(range(1, n + 1))
