@@ -293,3 +293,32 @@ def test_per_sample_parquet_delta_encodes_integer_columns(tmp_path):
     back, enc = encodings(out)
     assert "DELTA_BINARY_PACKED" in enc["row"]
     assert back.column("row").to_pylist() == list(range(1, n + 1))
+
+
+@pytest.mark.parametrize("fail_at", [0, 2])
+def test_write_error_in_the_writer_thread_is_one_input_error_and_leaves_no_file(tmp_path, monkeypatch, fail_at):
+    """A full disk while the writer thread encodes batch k: the run fails with the documented one-line
+    error (InputError, exit 3), and neither the output nor its temporary file is left behind."""
+    import errno
+    from lossctl.errors import InputError
+    from lossctl.io import sinks
+
+    n = 5000
+    rng = np.random.default_rng(4)
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"y_pred": rng.normal(size=n), "y_true": rng.normal(size=n)}), src)
+    real = sinks.Sink._write_now
+    calls = []
+
+    def failing(self, batch):
+        calls.append(batch.num_rows)
+        if len(calls) > fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, batch)
+    monkeypatch.setattr(sinks.Sink, "_write_now", failing)
+    out = tmp_path / "out" / "rows.parquet"
+    out.parent.mkdir()
+    with pytest.raises(InputError, match=r"-o .*rows\.parquet: cannot write: No space left on device"):
+        lossctl.evaluate(str(src), ["mse"], reduction="none", output=str(out), batch_rows=500)
+    assert list(out.parent.iterdir()) == []
+    assert not sinks._ACTIVE

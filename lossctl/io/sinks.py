@@ -86,7 +86,11 @@ def check_output_path(path: str, inputs: Sequence[str], force: bool) -> str:
 
 
 class Sink:
-    """Streams record batches into ``path`` via a temporary file; ``commit`` renames, ``abort`` removes."""
+    """Streams record batches into ``path`` via a temporary file; ``commit`` renames, ``abort`` removes.
+
+    Parquet, CSV and Arrow batches are encoded by a writer thread (pyarrow releases the interpreter while it
+    encodes), so the losses of batch k+1 are computed while batch k is written; at most two batches wait.
+    A write error (a full disk) surfaces at the next ``write`` or at ``commit`` as one InputError."""
 
     def __init__(self, path: str, fmt: str):
         self.path = path
@@ -102,8 +106,51 @@ class Sink:
         self._writer = None
         self._fh = None
         self.rows = 0
+        self._queue = None
+        self._thread = None
+        self._error: BaseException | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
+        self._raise_if_failed()
+        if self.fmt == "jsonl":  # Python code: no gain from a thread
+            self._write_now(batch)
+        else:
+            if self._thread is None:
+                import queue
+                import threading
+                self._queue = queue.Queue(maxsize=2)
+                self._thread = threading.Thread(target=self._drain, name="lossctl-writer", daemon=True)
+                self._thread.start()
+            self._queue.put(batch)
+        self.rows += batch.num_rows
+
+    def _drain(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:  # after an error the rest is dropped (the run fails)
+                try:
+                    self._write_now(batch)
+                except BaseException as exc:
+                    self._error = exc
+
+    def _finish_thread(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise_if_failed(self) -> None:
+        exc = self._error
+        if exc is not None:
+            self._error = None
+            self.abort()
+            if isinstance(exc, (OSError, pa.ArrowException)):
+                raise InputError(f"-o {self.path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
+            raise exc
+
+    def _write_now(self, batch: pa.RecordBatch) -> None:
         if self.fmt == "parquet":
             if self._writer is None:
                 import pyarrow.parquet as pq
@@ -131,9 +178,10 @@ class Sink:
             if self._fh is None:
                 self._fh = open(self.tmp, "w", encoding="utf-8")
             write_jsonl(self._fh, batch)
-        self.rows += batch.num_rows
 
     def commit(self) -> None:
+        self._finish_thread()
+        self._raise_if_failed()
         try:
             if self._writer is not None:
                 self._writer.close()
@@ -150,12 +198,17 @@ class Sink:
 
     def abort(self) -> None:
         try:
+            self._finish_thread()
+        except Exception:
+            pass
+        try:
             if self._writer is not None:
                 self._writer.close()
             if self._fh is not None:
                 self._fh.close()
         except Exception:
             pass
+        self._writer = self._fh = None
         try:
             os.unlink(self.tmp)
         except OSError:
