@@ -295,8 +295,10 @@ def test_per_sample_parquet_delta_encodes_integer_columns(tmp_path):
     assert back.column("row").to_pylist() == list(range(1, n + 1))
 
 
+@pytest.mark.parametrize("name", ["rows.parquet", "rows.jsonl"])
 @pytest.mark.parametrize("fail_at", [0, 2])
-def test_write_error_in_the_writer_thread_is_one_input_error_and_leaves_no_file(tmp_path, monkeypatch, fail_at):
+def test_write_error_in_the_writer_thread_is_one_input_error_and_leaves_no_file(tmp_path, monkeypatch, fail_at,
+                                                                                name):
     """A full disk while the writer thread encodes batch k: the run fails with the documented one-line
     error (InputError, exit 3), and neither the output nor its temporary file is left behind."""
     import errno
@@ -316,9 +318,9 @@ def test_write_error_in_the_writer_thread_is_one_input_error_and_leaves_no_file(
             raise OSError(errno.ENOSPC, "No space left on device")
         real(self, batch)
     monkeypatch.setattr(sinks.Sink, "_write_now", failing)
-    out = tmp_path / "out" / "rows.parquet"
+    out = tmp_path / "out" / name
     out.parent.mkdir()
-    with pytest.raises(InputError, match=r"-o .*rows\.parquet: cannot write: No space left on device"):
+    with pytest.raises(InputError, match=rf"-o .*{name.replace('.', '[.]')}: cannot write: No space left on device"):
         lossctl.evaluate(str(src), ["mse"], reduction="none", output=str(out), batch_rows=500)
     assert list(out.parent.iterdir()) == []
     assert not sinks._ACTIVE

@@ -113,7 +113,11 @@ class Sink:
     def write(self, batch: pa.RecordBatch) -> None:
         self._raise_if_failed()
         if self.fmt == "jsonl":  # Python code: no gain from a thread
-            self._write_now(batch)
+            try:
+                self._write_now(batch)
+            except (OSError, pa.ArrowException) as exc:  # the same one-line error as the writer thread's
+                self._error = exc
+                self._raise_if_failed()
         else:
             if self._thread is None:
                 import queue
