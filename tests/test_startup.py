@@ -176,3 +176,28 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=_root())
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_console_entry_quiets_blas_workers_before_numpy_loads():
+    """run() (the console script, `python -m lossctl`) sets OPENBLAS_THREAD_TIMEOUT before NumPy is imported
+    (OpenBLAS reads it once, when it starts its workers); a value the user set is kept."""
+    probe = r"""
+import os, sys
+import lossctl.cli as c
+def fake_main(argv=None):
+    print("SEEN", os.environ.get("OPENBLAS_THREAD_TIMEOUT"), "numpy" in sys.modules, file=sys.stderr)
+    import numpy  # what an eval does next: OpenBLAS starts here and reads the variable
+    sys.exit(0)
+c.main = fake_main
+c.run()
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=_root(), env=env)
+    assert proc.returncode == 0 and "SEEN 4 False" in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=_root(),
+                          env={**env, "OPENBLAS_THREAD_TIMEOUT": "28"})
+    assert proc.returncode == 0 and "SEEN 28 False" in proc.stderr, proc.stderr
+    # a library user's process is left alone
+    lib = subprocess.run([sys.executable, "-c", "import os, lossctl.api; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
+                         capture_output=True, text=True, cwd=_root(), env=env)
+    assert lib.stdout.strip() == "None", lib.stderr
