@@ -566,8 +566,9 @@ class _LocalParquet:
     pyarrow.fs and ssl, ~18 ms of every run's start-up.  Column names select their leaf columns as
     ParquetFile does (a list or struct column is all of its leaves)."""
 
-    def __init__(self, reader):
+    def __init__(self, reader, path: str | None = None):
         self.reader = reader
+        self.path = path
         self._leaves: dict[str, list[int]] | None = None
 
     @classmethod
@@ -578,7 +579,7 @@ class _LocalParquet:
         except (ImportError, AttributeError, TypeError):  # pragma: no cover - another pyarrow layout
             return None
         reader.open(path, pre_buffer=pre_buffer, buffer_size=buffer_size)
-        return cls(reader)
+        return cls(reader, path)
 
     @property
     def schema_arrow(self) -> pa.Schema:
@@ -613,11 +614,79 @@ class _LocalParquet:
         """One read per row group, cut into batches without copying.  Decoding a whole row group (its
         columns in parallel) is ~1.7x faster than iter_batches' page-by-page reading (100M rows: 0.66 s
         against 1.14 s), for at most _WHOLE_GROUP_BYTES held per row group in flight; larger row groups
-        are streamed page by page."""
+        are streamed page by page.
+
+        A local file's row groups are decoded straight from a read-only memory map (see _Mapped): the
+        decode of 10M rows took 32 ms instead of 63 ms through pread and a read buffer, and the whole
+        `eval -l mse` run 0.199 s instead of 0.209 s; each row group's pages are released once decoded."""
+        mapped = _Mapped.open(self.path) if self.path is not None else None
+        reader = self.reader
+        if mapped is not None:
+            from pyarrow._parquet import ParquetReader
+            reader = ParquetReader()
+            reader.open(pa.BufferReader(mapped.buffer), pre_buffer=False, buffer_size=0)
+        md = self.reader.metadata
         for g in groups:
-            table = self.reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
+            table = reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
+            if mapped is not None:  # decoded (copied out): the group's file pages can leave our memory
+                rg = md.row_group(g)
+                mapped.release(_chunk_start(rg, idx), _chunk_end(rg, idx))
             yield from table.to_batches(max_chunksize=batch_size)
             del table
+
+
+def _chunk_start(rg, idx) -> int:
+    """Byte range of a row group's selected column chunks in the file: [_chunk_start, _chunk_end)."""
+    cols = range(rg.num_columns) if idx is None else idx
+    return min(_col_start(rg.column(j)) for j in cols)
+
+
+def _chunk_end(rg, idx) -> int:
+    cols = range(rg.num_columns) if idx is None else idx
+    return max(_col_start(rg.column(j)) + rg.column(j).total_compressed_size for j in cols)
+
+
+def _col_start(c) -> int:
+    d = c.dictionary_page_offset
+    return min(d, c.data_page_offset) if c.has_dictionary_page and d is not None and d > 0 else c.data_page_offset
+
+
+class _Mapped:
+    """A local file mapped read-only, for pyarrow to decode from without copying it into read buffers
+    (pread + memcpy were a third of a Parquet decode).  The pages of what has been decoded are released
+    (MADV_DONTNEED: they stay in the page cache, but leave this process's memory), so the mapped part of
+    the file held at once is about one row group."""
+
+    __slots__ = ("map", "buffer", "size")
+
+    def __init__(self, m, size: int):
+        self.map = m
+        self.buffer = pa.py_buffer(m)
+        self.size = size
+
+    @classmethod
+    def open(cls, path: str) -> "_Mapped | None":
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    return None
+                return cls(_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ), size)
+        except (OSError, ValueError):  # not mappable (a pipe, a special file): the reader reads as usual
+            return None
+
+    def release(self, start: int, end: int) -> None:
+        advise = getattr(self.map, "madvise", None)
+        if advise is None or not hasattr(_mmap, "MADV_DONTNEED"):
+            return
+        page = _mmap.PAGESIZE
+        lo = (max(0, start) // page) * page
+        hi = min(self.size, end)
+        if hi > lo:
+            try:
+                advise(_mmap.MADV_DONTNEED, lo, hi - lo)
+            except (OSError, ValueError):
+                pass
 
 
 def _in_thread(fn, *args):
