@@ -98,6 +98,31 @@ def test_in_place_regression_errors_match_plain_formulas(fn, plain):
     np.testing.assert_array_equal(target, before[1])
 
 
+_HUBER_EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, 5e-324, 1e308, -1e308, np.inf, -np.inf, np.nan, 3.0, 1e-8]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.sampled_from(_HUBER_EDGES)),
+                min_size=2, max_size=40),
+       st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=2, max_size=40),
+       st.one_of(st.sampled_from([1.0, 0.5, 2.0, 1e-300, 1e300, np.inf]),
+                 st.floats(min_value=1e-12, max_value=1e12)))
+def test_huber_without_select_is_bit_identical_to_the_two_branch_formula(pred, target, delta):
+    """huber's branch-free form m (|d| - m/2), m = min(|d|, delta), equals torch's two branches
+    0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta) bit for bit, NaN and inf included; 2-D rows too."""
+    n = min(len(pred), len(target))
+    p, t = np.array(pred[:n]), np.array(target[:n])
+    with np.errstate(all="ignore"):
+        a = np.abs(p - t)
+        want = np.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
+        got = regression.huber(p, t, delta=delta)
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+        if n >= 2 and n % 2 == 0:
+            got2 = regression.huber(p.reshape(-1, 2), t.reshape(-1, 2), delta=delta)
+            np.testing.assert_array_equal(got2, np.mean(want.reshape(-1, 2), axis=1))
+
+
 class _Ctx:
     def __init__(self):
         self.memo, self.options, self.row0 = {}, {}, 0
