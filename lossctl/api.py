@@ -676,6 +676,31 @@ def _tune_malloc() -> None:
         pass
 
 
+def _residual_sharing(reqs) -> dict:
+    """label -> (residual, residual_terms) of the losses that can share one pred - target per batch: only
+    when a run has two or more of them (one loss alone computes its own residual in place)."""
+    found = {}
+    for req in reqs:
+        ex = req.spec.extra
+        on_d = ex.get("residual")
+        if on_d is not None and tuple(req.spec.roles) == ("pred", "target") and \
+                (req.spec.terms is None or ex.get("residual_terms") is not None):
+            found[req.label] = (on_d, ex.get("residual_terms") if req.spec.terms is not None else None)
+    return found if len(found) >= 2 else {}
+
+
+def _shared_residual(cache: dict, pred, target) -> np.ndarray:
+    """pred - target in float64 (as each loss computes it), once per pair of arrays in a batch, read-only."""
+    key = (id(pred), id(target))
+    hit = cache.get(key)
+    if hit is not None and hit[0] is pred and hit[1] is target:
+        return hit[2]
+    d = np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    d.flags.writeable = False  # every loss reads it; a loss that wrote into it would fail loudly
+    cache[key] = (pred, target, d)
+    return d
+
+
 def _prefetched(it: Iterator, depth: int = 2) -> Iterator:
     """Iterate ``it`` in a background thread, up to ``depth`` items ahead: while the losses run on batch k
     (NumPy), batch k+1 is read and decoded (pyarrow; both release the GIL), so two cores overlap the two.
@@ -772,6 +797,7 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
     ctx = BatchContext(bindings, plan.options, memo)
     states = [SumState() for _ in reqs]
     per_sample_needed = plan.per_sample or row_writer is not None
+    share_residual = _residual_sharing(reqs)
     rows_kept: list[dict] = []
     row_columns: list[str] = []
     limit = plan.limit
@@ -836,6 +862,7 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
                                    lambda i: row0 + 1 + (int(rmap[i]) if rmap is not None else i))
         out_cols: dict[str, np.ndarray] = {}
         batch_terms: dict[str, dict] = {}
+        residuals: dict = {}  # pred - target of this batch, by the identity of the (prepared) arrays
         for req, state in zip(reqs, states):
             ins = {role: arrays[role] for role in req.spec.roles}
             prep = req.spec.extra.get("prepare")
@@ -844,7 +871,17 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
             args = [ins[role] for role in req.spec.roles]
             with np.errstate(all="ignore"):
                 values = None
-                if req.spec.terms is not None:
+                if share_residual and req.label in share_residual:
+                    d = _shared_residual(residuals, args[0], args[1])
+                    on_d, terms_on_d = share_residual[req.label]
+                    if terms_on_d is not None:
+                        terms = dict(terms_on_d(d, **req.params))
+                        if per_sample_needed:
+                            values = on_d(d, **req.params)
+                    else:
+                        values = on_d(d, **req.params)
+                        terms = {"loss": values}
+                elif req.spec.terms is not None:
                     terms = dict(req.spec.terms(*args, **req.params))
                     if per_sample_needed:
                         values = req.spec.fn(*args, **req.params)

@@ -120,6 +120,11 @@ class LossSpec:
       weighted sum merges by adding, so a result is independent of batching, order and workers.
     * ``sum`` is ``sum(w * fn(...))``; losses with ``post`` (rmse) have no sum reduction.
     * ``none`` is ``fn(...)`` per row.
+
+    ``extra`` holds optional hooks: ``prepare(arrays, params, ctx)`` validates and reshapes the inputs of a
+    batch; ``residual(d, **params)`` (with ``residual_terms(d, **params)`` for a loss with ``terms``) is the
+    loss as a function of d = pred - target alone, equal to ``fn`` bit for bit and never writing into d:
+    when a run has several such losses the engine computes d once per batch and shares it.
     """
 
     name: str

@@ -447,7 +447,8 @@ def test_memory_map_release_drops_the_pages_from_this_process(tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(8 << 20))
     m = sources._Mapped.open(str(path))
     assert m is not None and m.size == 8 << 20
-    view = np.frombuffer(m.buffer, dtype=np.uint8)
+    view = np.frombuffer(m.slice(0, m.size), dtype=np.uint8)   # a zero-copy view of the map
+    assert view.ctypes.data == m.base
 
     def rss_kb():
         addr = view.ctypes.data
@@ -467,3 +468,81 @@ def test_memory_map_release_drops_the_pages_from_this_process(tmp_path):
     m.release(0, 6 << 20)
     assert rss_kb() <= full - 5 * 1024
     assert bytes(view[:16]) == path.read_bytes()[:16]       # released pages read back from the file
+
+
+_RESIDUAL_LOSSES = ["mse", "mae", "rmse", "quadratic", "huber:delta=0.7", "smooth_l1:beta=0.3", "smooth_l1:beta=0",
+                    "log_cosh"]
+
+
+@pytest.mark.parametrize("name", _RESIDUAL_LOSSES)
+@pytest.mark.parametrize("width", [1, 3])
+def test_residual_forms_equal_the_losses_bit_for_bit_and_leave_the_residual_alone(name, width):
+    """extra['residual'](d) (and 'residual_terms') of a regression loss equal fn(pred, target) (and terms)
+    on d = pred - target, specials included, and never write into the shared, read-only d."""
+    req_name, _, param = name.partition(":")
+    spec = lossctl.get_loss(req_name)
+    params = {}
+    if param:
+        k, v = param.split("=")
+        params[k] = float(v)
+    rng = np.random.default_rng(len(name) * 7 + width)
+    n = 600
+    p = rng.normal(size=(n, width)) * rng.choice([1e-9, 1.0, 1e3], size=(n, width))
+    t = rng.normal(size=(n, width))
+    p.flat[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324]
+    if width == 1:
+        p, t = p[:, 0], t[:, 0]
+    d = p - t
+    d.flags.writeable = False
+    with np.errstate(all="ignore"):
+        want = spec.fn(p, t, **params)
+        got = spec.extra["residual"](d, **params)
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+        if spec.terms is not None:
+            tw, tg = spec.terms(p, t, **params), spec.extra["residual_terms"](d, **params)
+            assert tw.keys() == tg.keys()
+            for k in tw:
+                np.testing.assert_array_equal(tg[k], tw[k])
+    np.testing.assert_array_equal(d, p - t)
+
+
+def test_losses_of_one_run_share_the_residual_and_give_what_each_gives_alone(tmp_path, monkeypatch):
+    """Several residual losses in one run: pred - target is computed once per batch, and every value
+    (reduced, weighted, per group, per sample) is the one each loss gives in a run of its own."""
+    rng = np.random.default_rng(8)
+    n = 30_000
+    y = rng.normal(size=n)
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"y_true": y, "y_pred": y + rng.standard_t(3, size=n), "w": rng.uniform(0.1, 3, n),
+                             "g": rng.choice(["a", "b", "c"], n)}), path, row_group_size=9_000)
+    computed = {"n": 0}
+    real = api._shared_residual
+
+    def counting(cache, pred, target):
+        before = len(cache)
+        d = real(cache, pred, target)
+        computed["n"] += len(cache) - before
+        return d
+    monkeypatch.setattr(api, "_shared_residual", counting)
+    names = ["mse", "mae", "huber:delta=0.5", "rmse", "quadratic", "smooth_l1:beta=2", "log_cosh", "mape"]
+    for batch in (4096, 65536):
+        computed["n"] = 0
+        together = api.evaluate(str(path), names, weight="w", by=["g"], batch_rows=batch)
+        batches = -(-n // batch) if batch < 9_000 else 4  # one computation per batch
+        assert 0 < computed["n"] <= batches + 4
+        rows_together = api.evaluate(str(path), names, reduction="none", batch_rows=batch, limit=0)
+        for name in names:
+            alone = api.evaluate(str(path), [name], weight="w", by=["g"], batch_rows=batch)
+            label = name.split(":")[0]
+            a = [(r.group, r.value) for r in together.results if r.loss == label]
+            b = [(r.group, r.value) for r in alone.results if r.loss == label]
+            assert a == b, (name, a, b)
+            rows_alone = api.evaluate(str(path), [name], reduction="none", batch_rows=batch, limit=0)
+            col = [k for k in rows_alone.rows[0] if k != "row"][0]
+            va = [row[col] for row in rows_together.rows]
+            vb = [row[col] for row in rows_alone.rows]
+            assert len(va) == n and repr(va) == repr(vb), name
+    computed["n"] = 0
+    api.evaluate(str(path), ["mse"], batch_rows=4096)     # a loss alone computes its own residual in place
+    assert computed["n"] == 0

@@ -323,8 +323,9 @@ class Source:
         rows_before = 0
         # The ranges are parsed straight from a memory map (no serial copy of each range before the parallel
         # parse); the pages of a parsed range are handed back at once, so RSS holds about one range, not the file.
-        with open(path, "rb") as fh:
-            view = memoryview(_mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)) if size else None
+        fmap = _Mapped.open(path) if size else None
+        if size and fmap is None:
+            raise OSError(f"cannot map {path}")
 
         def boundary(p: int) -> int:  # the end of the range that starts at p: a line end past p + chunk_bytes
             e = min(p + chunk_bytes, size)
@@ -334,7 +335,7 @@ class Source:
             return e
 
         def parse(p: int, e: int):
-            buf = pa.py_buffer(view[p:e])
+            buf = fmap.slice(p, e)  # zero-copy
             ro = pcsv.ReadOptions(column_names=names, use_threads=True,
                                   block_size=max(1 << 20, (e - p) // 4 + 1))  # 4 blocks: both cores busy
             try:
@@ -362,13 +363,13 @@ class Source:
                 if "Row #" not in str(exc):  # the parallel parser does not say where: parse again serially
                     try:
                         ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=cur_end - cur + 1)
-                        pcsv.read_csv(pa.BufferReader(pa.py_buffer(view[cur:cur_end])), read_options=ro,
+                        pcsv.read_csv(pa.BufferReader(fmap.slice(cur, cur_end)), read_options=ro,
                                       parse_options=po, convert_options=co)
                     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
                         exc = exc2
                 raise InputError(_rewrite_arrow_error(path, exc, columns, rows_before, header=False)) from None
             rows_before += tbl.num_rows
-            _drop_pages(view, cur, cur_end)  # the parsed columns are new buffers: drop the range's pages
+            fmap.release(cur, cur_end)  # the parsed columns are new buffers: drop the range's pages
             yield from tbl.to_batches()  # one batch per parsed block, no copy
 
     def _json_reader(self, column_types, path=None):
@@ -624,7 +625,7 @@ class _LocalParquet:
         if mapped is not None:
             from pyarrow._parquet import ParquetReader
             reader = ParquetReader()
-            reader.open(pa.BufferReader(mapped.buffer), pre_buffer=False, buffer_size=0)
+            reader.open(mapped.file, pre_buffer=False, buffer_size=0)
         md = self.reader.metadata
         for g in groups:
             table = reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
@@ -652,41 +653,67 @@ def _col_start(c) -> int:
 
 
 class _Mapped:
-    """A local file mapped read-only, for pyarrow to decode from without copying it into read buffers
-    (pread + memcpy were a third of a Parquet decode).  The pages of what has been decoded are released
-    (MADV_DONTNEED: they stay in the page cache, but leave this process's memory), so the mapped part of
-    the file held at once is about one row group."""
+    """A local file mapped read-only by Arrow (``pa.memory_map``), for pyarrow to decode from without
+    copying it into read buffers (pread + memcpy were a third of a Parquet decode).  The pages of what has
+    been decoded are released (MADV_DONTNEED: they stay in the page cache but leave this process's memory),
+    so the mapped part of the file held at once is about one row group.
 
-    __slots__ = ("map", "buffer", "size")
+    Arrow's own map, not Python's ``mmap`` wrapped by ``pa.py_buffer``: a buffer backed by a Python object
+    takes the GIL when its last reference goes, and if that happens on an Arrow pool thread while the
+    interpreter exits, the thread is stopped inside C++ and the process aborts ("terminate called without
+    an active exception")."""
 
-    def __init__(self, m, size: int):
-        self.map = m
-        self.buffer = pa.py_buffer(m)
+    __slots__ = ("file", "size", "whole", "base")
+
+    def __init__(self, f, size: int):
+        self.file = f
         self.size = size
+        self.whole = f.read_buffer(size)  # the whole map as one zero-copy Arrow buffer
+        self.base = self.whole.address
+
+    def slice(self, start: int, end: int):
+        """Bytes [start, end) of the file, zero-copy."""
+        return self.whole.slice(start, end - start)
 
     @classmethod
     def open(cls, path: str) -> "_Mapped | None":
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size == 0:
-                    return None
-                return cls(_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ), size)
-        except (OSError, ValueError):  # not mappable (a pipe, a special file): the reader reads as usual
+            f = pa.memory_map(path, "r")
+            size = f.size()
+            if size == 0:
+                f.close()
+                return None
+            return cls(f, size)
+        except (OSError, pa.ArrowException, ValueError):  # not mappable (a pipe, a special file)
             return None
 
     def release(self, start: int, end: int) -> None:
-        advise = getattr(self.map, "madvise", None)
-        if advise is None or not hasattr(_mmap, "MADV_DONTNEED"):
-            return
-        page = _mmap.PAGESIZE
-        lo = (max(0, start) // page) * page
+        """Give back the whole pages of bytes [start, end) of the file."""
+        lo = (max(0, start) // _mmap.PAGESIZE) * _mmap.PAGESIZE
         hi = min(self.size, end)
         if hi > lo:
-            try:
-                advise(_mmap.MADV_DONTNEED, lo, hi - lo)
-            except (OSError, ValueError):
-                pass
+            _madvise_dontneed(self.base + lo, hi - lo)
+
+
+_MADVISE: list = []
+
+
+def _madvise_dontneed(addr: int, length: int) -> None:
+    """madvise(addr, length, MADV_DONTNEED) through libc where there is one (best effort, never raises)."""
+    if not _MADVISE:
+        fn = None
+        try:
+            import ctypes
+            if hasattr(_mmap, "MADV_DONTNEED"):
+                fn = ctypes.CDLL(None).madvise
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                fn.restype = ctypes.c_int
+        except (OSError, AttributeError, TypeError):  # pragma: no cover - no libc madvise (Windows)
+            fn = None
+        _MADVISE.append(fn)
+    fn = _MADVISE[0]
+    if fn is not None:
+        fn(addr, length, _mmap.MADV_DONTNEED)
 
 
 def _in_thread(fn, *args):
@@ -710,19 +737,6 @@ def _in_thread(fn, *args):
             raise box["error"]
         return box["value"]
     return result
-
-
-def _drop_pages(view: memoryview, start: int, end: int) -> None:
-    """madvise(DONTNEED) the whole pages of ``view[start:end]`` (a read-only file map): they leave the RSS
-    and are read again from the page cache if touched later."""
-    mm = view.obj
-    if not hasattr(mm, "madvise"):  # pragma: no cover - platforms without madvise
-        return
-    lo = start - start % _mmap.PAGESIZE
-    try:
-        mm.madvise(_mmap.MADV_DONTNEED, lo, end - lo)
-    except (OSError, ValueError, AttributeError):  # pragma: no cover - best effort
-        pass
 
 
 def _short(exc: BaseException) -> str:

@@ -44,6 +44,58 @@ def _diff(pred, target) -> np.ndarray:
     return as_f64(pred) - as_f64(target)
 
 
+def _out(d: np.ndarray, own: bool):
+    """Where an elementwise step on the residual ``d`` may write: into ``d`` itself when the caller owns it
+    (a fresh pred - target), else a new array (a residual shared by several losses of one run)."""
+    return d if own else None
+
+
+# Residual forms.  Losses of the residual d = pred - target alone also register ``extra["residual"]``:
+# g(d, own=False) gives fn(pred, target) bit for bit (fn is g on its own fresh d, own=True).  When a run
+# has several of them, the engine computes d once per batch and hands every loss the same read-only d.
+def _sq_of(d: np.ndarray, own: bool = False) -> np.ndarray:
+    return _rowmean(np.multiply(d, d, out=_out(d, own)))
+
+
+def _abs_of(d: np.ndarray, own: bool = False) -> np.ndarray:
+    return _rowmean(np.abs(d, out=_out(d, own)))
+
+
+def _root_sq_of(d: np.ndarray, own: bool = False) -> np.ndarray:
+    return np.abs(d, out=_out(d, own)) if d.ndim == 1 else np.sqrt(np.mean(d * d, axis=1))
+
+
+def _half_sq_of(d: np.ndarray, own: bool = False) -> np.ndarray:
+    sq = np.multiply(d, d, out=_out(d, own))
+    return _rowmean(np.multiply(sq, 0.5, out=sq))  # = 0.5 * (d * d)
+
+
+def _huber_of(d: np.ndarray, own: bool = False, *, delta: float = 1.0) -> np.ndarray:
+    a = np.abs(d, out=_out(d, own))
+    # Without a data-dependent select (np.where ran 68 ms per 10M rows of mixed branches, this 25 ms):
+    # m = min(|d|, delta), l = m (|d| - m/2) is 0.5 d^2 = (0.5 |d|) |d| below delta (|d| - |d|/2 is exact)
+    # and delta (|d| - 0.5 delta) from delta on, the same roundings as the two branches; NaN stays NaN.
+    m = np.minimum(a, delta)
+    h = np.multiply(m, 0.5)
+    np.subtract(a, h, out=h)
+    return _rowmean(np.multiply(m, h, out=h))
+
+
+def _smooth_l1_of(d: np.ndarray, own: bool = False, *, beta: float = 1.0) -> np.ndarray:
+    a = np.abs(d, out=_out(d, own))
+    if beta == 0:  # torch calls l1_loss; the quadratic branch would divide by zero
+        return _rowmean(a)
+    return _rowmean(np.where(a < beta, 0.5 * a * a / beta, a - 0.5 * beta))
+
+
+def _log_cosh_of(d: np.ndarray, own: bool = False) -> np.ndarray:
+    a = np.abs(d, out=_out(d, own))
+    s = np.sinh(0.5 * np.minimum(a, 1.0))
+    near = np.log1p(2.0 * (s * s))
+    far = (a - LOG2) + np.log1p(np.exp(-2.0 * a))
+    return _rowmean(np.where(a <= 1.0, near, far))
+
+
 # -- squared and absolute errors ----------------------------------------------------------------------
 def squared_error(pred, target) -> np.ndarray:
     """(pred - target)^2 per sample.
@@ -53,8 +105,7 @@ def squared_error(pred, target) -> np.ndarray:
     >>> squared_error([1.0, 2.0], [0.0, 4.0]).tolist()
     [1.0, 4.0]
     """
-    d = _diff(pred, target)  # a new array: square it in place (same values, one temporary fewer)
-    return _rowmean(np.multiply(d, d, out=d))
+    return _sq_of(_diff(pred, target), own=True)  # a new array: squared in place (one temporary fewer)
 
 
 def absolute_error(pred, target) -> np.ndarray:
@@ -65,8 +116,7 @@ def absolute_error(pred, target) -> np.ndarray:
     >>> absolute_error([1.0, 2.0], [0.0, 4.0]).tolist()
     [1.0, 2.0]
     """
-    d = _diff(pred, target)
-    return _rowmean(np.abs(d, out=d))
+    return _abs_of(_diff(pred, target), own=True)
 
 
 def root_squared_error(pred, target) -> np.ndarray:
@@ -80,8 +130,7 @@ def root_squared_error(pred, target) -> np.ndarray:
     >>> root_squared_error([1.0, 2.0], [0.0, 4.0]).tolist()
     [1.0, 2.0]
     """
-    d = _diff(pred, target)
-    return np.abs(d, out=d) if d.ndim == 1 else np.sqrt(np.mean(d * d, axis=1))
+    return _root_sq_of(_diff(pred, target), own=True)
 
 
 def half_squared_error(pred, target) -> np.ndarray:
@@ -92,9 +141,7 @@ def half_squared_error(pred, target) -> np.ndarray:
     >>> half_squared_error([1.0, 2.0], [0.0, 4.0]).tolist()
     [0.5, 2.0]
     """
-    d = _diff(pred, target)
-    np.multiply(d, d, out=d)
-    return _rowmean(np.multiply(d, 0.5, out=d))  # = 0.5 * (d * d), in place
+    return _half_sq_of(_diff(pred, target), own=True)
 
 
 def _root_mean_terms(transform=None):
@@ -103,16 +150,20 @@ def _root_mean_terms(transform=None):
         p, t = as_f64(pred), as_f64(target)
         if transform is not None:
             p, t = transform(p), transform(t)
-        d = p - t
-        sq = d * d
-        out = {"norm": 1.0}
-        if sq.ndim == 1:
-            out["se_0"] = sq
-        else:
-            for j in range(sq.shape[1]):
-                out[f"se_{j}"] = sq[:, j]
-        return out
+        return _root_mean_terms_of(p - t)
     return terms
+
+
+def _root_mean_terms_of(d: np.ndarray, **_params) -> dict:
+    """rmse's terms from the residual d (read only)."""
+    sq = d * d
+    out = {"norm": 1.0}
+    if sq.ndim == 1:
+        out["se_0"] = sq
+    else:
+        for j in range(sq.shape[1]):
+            out[f"se_{j}"] = sq[:, j]
+    return out
 
 
 def _root_mean_finalize(sums, params) -> float:
@@ -138,15 +189,7 @@ def huber(pred, target, *, delta: float = 1.0) -> np.ndarray:
     >>> huber([0.5, 3.0], [0.0, 0.0]).tolist()
     [0.125, 2.5]
     """
-    a = _diff(pred, target)
-    np.abs(a, out=a)
-    # Without a data-dependent select (np.where ran 68 ms per 10M rows of mixed branches, this 25 ms):
-    # m = min(|d|, delta), l = m (|d| - m/2) is 0.5 d^2 = (0.5 |d|) |d| below delta (|d| - |d|/2 is exact)
-    # and delta (|d| - 0.5 delta) from delta on, the same roundings as the two branches; NaN stays NaN.
-    m = np.minimum(a, delta)
-    h = np.multiply(m, 0.5)
-    np.subtract(a, h, out=h)
-    return _rowmean(np.multiply(m, h, out=h))
+    return _huber_of(_diff(pred, target), own=True, delta=delta)
 
 
 def smooth_l1(pred, target, *, beta: float = 1.0) -> np.ndarray:
@@ -161,10 +204,7 @@ def smooth_l1(pred, target, *, beta: float = 1.0) -> np.ndarray:
     >>> smooth_l1([0.5, 3.0], [0.0, 0.0], beta=0.0).tolist()
     [0.5, 3.0]
     """
-    a = np.abs(_diff(pred, target))
-    if beta == 0:  # torch calls l1_loss; the quadratic branch would divide by zero
-        return _rowmean(a)
-    return _rowmean(np.where(a < beta, 0.5 * a * a / beta, a - 0.5 * beta))
+    return _smooth_l1_of(_diff(pred, target), own=True, beta=beta)
 
 
 def log_cosh(pred, target) -> np.ndarray:
@@ -182,11 +222,7 @@ def log_cosh(pred, target) -> np.ndarray:
     >>> log_cosh([0.0, 1e-9, 1000.0], [0.0, 0.0, 0.0]).tolist()
     [0.0, 5e-19, 999.3068528194401]
     """
-    a = np.abs(_diff(pred, target))
-    s = np.sinh(0.5 * np.minimum(a, 1.0))
-    near = np.log1p(2.0 * (s * s))
-    far = (a - LOG2) + np.log1p(np.exp(-2.0 * a))
-    return _rowmean(np.where(a <= 1.0, near, far))
+    return _log_cosh_of(_diff(pred, target), own=True)
 
 
 def pinball(pred, target, *, alpha: float = 0.5) -> np.ndarray:
@@ -502,7 +538,7 @@ register(LossSpec(
     example="lossctl eval sample_data/regression.csv -l mse",
     related=("rmse", "mae", "huber", "quadratic"),
     reduction_note=_WMEAN,
-    extra={"prepare": _prepare("mse")},
+    extra={"prepare": _prepare("mse"), "residual": _sq_of},
 ))
 
 register(LossSpec(
@@ -517,7 +553,7 @@ register(LossSpec(
     example="lossctl eval sample_data/regression.csv -l mae",
     related=("mse", "huber", "quantile"),
     reduction_note=_WMEAN,
-    extra={"prepare": _prepare("mae")},
+    extra={"prepare": _prepare("mae"), "residual": _abs_of},
 ))
 
 register(LossSpec(
@@ -533,7 +569,7 @@ register(LossSpec(
     example=_EX + "rmse",
     related=("mse", "mae", "rmsle"),
     reduction_note=_ROOT_NOTE,
-    extra={"prepare": _prepare("rmse")},
+    extra={"prepare": _prepare("rmse"), "residual": _root_sq_of, "residual_terms": _root_mean_terms_of},
 ))
 
 register(LossSpec(
@@ -547,7 +583,7 @@ register(LossSpec(
     example=_EX + "quadratic",
     related=("mse", "huber"),
     reduction_note=_WMEAN,
-    extra={"prepare": _prepare("quadratic")},
+    extra={"prepare": _prepare("quadratic"), "residual": _half_sq_of},
 ))
 
 register(LossSpec(
@@ -565,7 +601,7 @@ register(LossSpec(
     example=_EX + "huber:delta=0.5",
     related=("smooth_l1", "mae", "mse", "log_cosh"),
     reduction_note=_WMEAN,
-    extra={"prepare": _prepare("huber")},
+    extra={"prepare": _prepare("huber"), "residual": _huber_of},
 ))
 
 register(LossSpec(
@@ -582,7 +618,7 @@ register(LossSpec(
     example=_EX + "smooth_l1:beta=0.2",
     related=("huber", "mae"),
     reduction_note=_WMEAN,
-    extra={"prepare": _prepare("smooth_l1")},
+    extra={"prepare": _prepare("smooth_l1"), "residual": _smooth_l1_of},
 ))
 
 register(LossSpec(
@@ -597,7 +633,7 @@ register(LossSpec(
     example=_EX + "log_cosh",
     related=("huber", "smooth_l1", "mse"),
     reduction_note=_WMEAN,
-    extra={"prepare": _prepare("log_cosh")},
+    extra={"prepare": _prepare("log_cosh"), "residual": _log_cosh_of},
 ))
 
 register(LossSpec(
