@@ -667,19 +667,23 @@ HOW = """\
 - Streaming: the input is read in batches (64 Ki rows; fewer for wide inputs, about 1.5 MiB of float64 per
   batch) and every loss is reduced into mergeable compensated sums, so memory does not grow with the file.
 - Parquet through pyarrow's `ParquetReader` (what `ParquetFile` wraps): a row group whose selected columns
-  decode to at most 32 MiB is read whole (its columns decoded in parallel) and sliced into batches,
-  larger ones are read page by page (`iter_batches`, 1 MiB read buffer); no `pyarrow.dataset`, no pandas,
-  not even `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
+  decode to at most 32 MiB is read whole (its columns decoded in parallel) from a read-only memory map of
+  the file, whose pages are released once the row group is decoded, and sliced into batches; larger ones
+  are read page by page (`iter_batches`, 1 MiB read buffer); no `pyarrow.dataset`, no pandas, not even
+  `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
 - CSV in 8 MiB byte ranges split at line ends, each parsed by pyarrow's multi-threaded `read_csv` straight
   from a memory map (the pages of a parsed range are released at once).
+- The console script sets `OPENBLAS_THREAD_TIMEOUT=4` before NumPy loads (unless set): NumPy's idle
+  OpenBLAS worker otherwise busy-waits ~0.1 s of a core after `import numpy`, a core the decoder needs.
 - A CSV of at most 512 KiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,
   whose import is ~35 ms of the start-up: integers and decimals only, typed and rounded as pyarrow reads
   them (tests compare the two readers); anything else in the file goes to pyarrow.
 - A background thread reads and decodes batch k+1 while NumPy computes the losses on batch k; columns
   that are integers by type (labels) skip the NaN/inf check.
 - Loss kernels avoid per-class work where the label picks one column (log loss: one `log` per row, not one
-  per class, and the label's probability picked without a data-dependent branch), and glibc keeps the
-  batch temporaries on the heap instead of page-faulting them in again for every batch.  Data commands
+  per class, and the label's probability picked without a data-dependent branch; huber without a select);
+  losses of the residual alone (mse, mae, rmse, huber, ...) share one `pred - target` per batch; glibc
+  keeps the batch temporaries on the heap instead of page-faulting them in again for every batch.  Data commands
   use pyarrow's jemalloc pool (flat, lower peak memory than mimalloc here), and the console script
   leaves without tearing the interpreter down (~20 ms).  Results do not depend on
   any of this: the invariance and parity tests run at many batch sizes."""
