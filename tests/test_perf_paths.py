@@ -329,9 +329,19 @@ def test_parquet_evaluation_skips_the_pyarrow_parquet_module(tmp_path):
     assert "pyarrow.parquet" not in loaded and "pyarrow.fs" not in loaded
 
 
-def test_a_line_longer_than_a_range_and_errors_after_it_are_located(tmp_path):
-    """CSV ranges are parsed ahead in a thread: rows and errors still come in file order."""
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_line_longer_than_a_range_and_errors_after_it_are_located(tmp_path, monkeypatch, mapped):
+    """CSV ranges are parsed ahead in a thread: rows and errors still come in file order; the same when the
+    file cannot be memory-mapped (the ranges are read instead)."""
     from lossctl.io import sources
+
+    calls = []
+    real_open = sources._Mapped.open.__func__
+
+    def spy(cls, p):
+        calls.append(p)
+        return real_open(cls, p) if mapped else None
+    monkeypatch.setattr(sources._Mapped, "open", classmethod(spy))
 
     rows = [f"{i},{i + 0.5}" for i in range(30_000)]
     rows[12_345] = "1," + "2" * 200 + ".0"  # a long line
@@ -347,6 +357,7 @@ def test_a_line_longer_than_a_range_and_errors_after_it_are_located(tmp_path):
     # the ranges before the one holding the bad row arrived whole and in file order
     want = [float(r.split(",")[0]) for r in rows[:25_000]]
     assert 24_000 < len(got) <= 25_000 and got == want[:len(got)]
+    assert calls == [str(path)]
 
 
 def test_parquet_row_groups_read_whole_or_streamed_give_the_same_values(tmp_path, monkeypatch):
