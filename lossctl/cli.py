@@ -472,8 +472,8 @@ def quiet_blas_threads(environ=os.environ) -> None:
 
     NumPy's OpenBLAS starts a worker per core when NumPy is imported, and an idle worker busy-waits for
     2**28 cycles (~0.1 s) before it sleeps, here and after every BLAS call.  On a 2-core machine that took
-    one core from the Parquet decoder for most of a 10M-row run (0.16 s of CPU per `import numpy`;
-    a 10M-row MSE 0.27 -> 0.23 s wall).  A timeout of 2**4 cycles keeps multi-threaded BLAS (NT-Xent's
+    one core from the Parquet decoder for most of a 10M-row run (0.12-0.16 s of CPU per run; a 10M-row
+    Parquet MSE 0.252 -> 0.221 s wall).  A timeout of 2**4 cycles keeps multi-threaded BLAS (NT-Xent's
     similarity matrices) without the spinning.  A value the user set is kept; the CLI only (a program that
     imports lossctl as a library keeps its own settings)."""
     environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

@@ -631,7 +631,7 @@ class _LocalParquet:
         if mapped is not None:
             from pyarrow._parquet import ParquetReader
             reader = ParquetReader()
-            reader.open(mapped.file, pre_buffer=False, buffer_size=0)
+            reader.open(mapped.file, pre_buffer=False, buffer_size=0, metadata=self.reader.metadata)  # no 2nd parse
         md = self.reader.metadata
         for g in groups:
             table = reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
