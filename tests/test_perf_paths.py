@@ -557,3 +557,44 @@ def test_losses_of_one_run_share_the_residual_and_give_what_each_gives_alone(tmp
     computed["n"] = 0
     api.evaluate(str(path), ["mse"], batch_rows=4096)     # a loss alone computes its own residual in place
     assert computed["n"] == 0
+
+
+_SHRINK_PROBE = r"""
+import os, sys
+path, out = sys.argv[1], sys.argv[2]
+from lossctl.io import sources
+real_check = sources._Mapped.check
+calls = []
+def check(self, end):
+    calls.append(end)
+    if len(calls) == 3:
+        os.truncate(path, 1000)   # another program rewrites the file in place, before the 3rd row group / range
+    return real_check(self, end)
+sources._Mapped.check = check
+sources._CSV_RANGE_BYTES = 64 << 10
+from lossctl.cli import main
+main(["eval", path, "-l", "mse", "-r", "none", "-o", out])
+"""
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_file_shrinking_under_the_memory_mapped_reader_is_an_input_error(tmp_path, kind):
+    """A file rewritten in place while lossctl reads it from a memory map would end the process with SIGBUS
+    at the first page past its new end; the size check before each row group / range makes it one line,
+    exit 3, and no output file (run in a subprocess: a missing check would kill the test process)."""
+    import subprocess
+
+    rng = np.random.default_rng(3)
+    n = 400_000
+    path = tmp_path / f"shrink.{kind}"
+    y = rng.random(n)
+    if kind == "parquet":
+        pq.write_table(pa.table({"y_true": y, "y_pred": y * 0.9}), path, row_group_size=100_000)
+    else:
+        path.write_text("y_true,y_pred\n" + "".join(f"{float(a)!r},{float(a) * 0.9!r}\n" for a in y[:600_000]))
+    out = tmp_path / "rows.parquet"
+    proc = subprocess.run([sys.executable, "-c", _SHRINK_PROBE, str(path), str(out)], capture_output=True,
+                          text=True, cwd=str(Path(__file__).resolve().parents[1]), timeout=120)
+    assert proc.returncode == 3, (proc.returncode, proc.stderr[-500:])
+    assert proc.stderr.count("\n") == 1 and "shrank from" in proc.stderr and str(path) in proc.stderr
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]

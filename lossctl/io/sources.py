@@ -42,6 +42,7 @@ _BATCH_BYTES = 3 << 19  # auto batch size: about 1.5 MiB of float64 input per ba
 _WHOLE_GROUP_BYTES = 32 << 20
 _PARQUET_BUFFER = 1 << 20
 _CSV_BLOCK = 16 << 20
+_CSV_RANGE_BYTES = 8 << 20  # a local CSV is parsed in byte ranges of about this size (see Source._csv_ranges)
 # CSV files up to this size are parsed without pyarrow when they hold plain numbers: 512 KiB (two float
 # columns, ~13k rows) parse in ~15 ms, less than importing pyarrow (~35 ms); at 1 MiB they would not
 _TINY_BYTES = 1 << 19
@@ -298,7 +299,7 @@ class Source:
         self._small = pcsv.read_csv(src, read_options=ro, parse_options=po, convert_options=co)
         return self._small
 
-    def _csv_ranges(self, columns, column_types, path, chunk_bytes: int = 8 << 20):
+    def _csv_ranges(self, columns, column_types, path, chunk_bytes: int | None = None):
         """Parse a local CSV in byte ranges split at line ends, each range with the multi-threaded
         ``read_csv``: as fast as reading the whole file at once, with memory bounded by one range.
 
@@ -307,6 +308,7 @@ class Source:
         own block splitting with ``newlines_in_values=False``.
         """
         import pyarrow.csv as pcsv
+        chunk_bytes = chunk_bytes or _CSV_RANGE_BYTES
         names = self.names
         mm = pa.OSFile(path, "r")
         size = mm.size()
@@ -327,6 +329,7 @@ class Source:
 
         def data(p: int, e: int):  # bytes [p, e) of the file as an Arrow buffer
             if fmap is not None:
+                fmap.check(e)
                 return fmap.slice(p, e)  # zero-copy
             with pa.OSFile(path, "r") as f:  # a file that cannot be mapped: read the range (Arrow-owned)
                 f.seek(p)
@@ -634,9 +637,11 @@ class _LocalParquet:
             reader.open(mapped.file, pre_buffer=False, buffer_size=0, metadata=self.reader.metadata)  # no 2nd parse
         md = self.reader.metadata
         for g in groups:
+            rg = md.row_group(g)
+            if mapped is not None:
+                mapped.check(_chunk_end(rg, idx))
             table = reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
             if mapped is not None:  # decoded (copied out): the group's file pages can leave our memory
-                rg = md.row_group(g)
                 mapped.release(_chunk_start(rg, idx), _chunk_end(rg, idx))
             yield from table.to_batches(max_chunksize=batch_size)
             del table
@@ -667,15 +672,28 @@ class _Mapped:
     Arrow's own map, not Python's ``mmap`` wrapped by ``pa.py_buffer``: a buffer backed by a Python object
     takes the GIL when its last reference goes, and if that happens on an Arrow pool thread while the
     interpreter exits, the thread is stopped inside C++ and the process aborts ("terminate called without
-    an active exception")."""
+    an active exception").
 
-    __slots__ = ("file", "size", "whole", "base")
+    A mapped file that shrinks under the reader (rewritten in place by another program) would kill the
+    process with SIGBUS when a page past the new end is touched; :meth:`check` (before each row group or
+    range) turns that into an input error, leaving only the few milliseconds of one decode exposed."""
 
-    def __init__(self, f, size: int):
+    __slots__ = ("file", "size", "whole", "base", "path", "fh")
+
+    def __init__(self, f, size: int, path: str, fh):
         self.file = f
         self.size = size
         self.whole = f.read_buffer(size)  # the whole map as one zero-copy Arrow buffer
         self.base = self.whole.address
+        self.path = path
+        self.fh = fh  # the same file, for fstat
+
+    def check(self, end: int) -> None:
+        """Raise an input error if the file no longer holds bytes up to ``end``."""
+        now = os.fstat(self.fh.fileno()).st_size
+        if now < min(end, self.size):
+            raise InputError(f"{self.path}: the file shrank from {self.size} to {now} bytes while it was read "
+                             f"(another program is rewriting it); run again once it is written")
 
     def slice(self, start: int, end: int):
         """Bytes [start, end) of the file, zero-copy."""
@@ -684,13 +702,19 @@ class _Mapped:
     @classmethod
     def open(cls, path: str) -> "_Mapped | None":
         try:
+            fh = open(path, "rb")
+        except OSError:
+            return None
+        try:
             f = pa.memory_map(path, "r")
             size = f.size()
-            if size == 0:
+            if size == 0 or os.fstat(fh.fileno()).st_size != size:  # empty, or changing right now
                 f.close()
+                fh.close()
                 return None
-            return cls(f, size)
+            return cls(f, size, path, fh)
         except (OSError, pa.ArrowException, ValueError):  # not mappable (a pipe, a special file)
+            fh.close()
             return None
 
     def release(self, start: int, end: int) -> None:
