@@ -701,6 +701,10 @@ class _Mapped:
 
     @classmethod
     def open(cls, path: str) -> "_Mapped | None":
+        """The map of a local file, or None: empty, not mappable, or a platform whose pages cannot be
+        released (without madvise the whole file would stay in memory: the readers read it instead)."""
+        if not hasattr(_mmap, "MADV_DONTNEED"):  # pragma: no cover - Windows
+            return None
         try:
             fh = open(path, "rb")
         except OSError:
