@@ -691,9 +691,9 @@ def _residual_sharing(reqs) -> dict:
 
 def _shared_residual(cache: dict, pred, target) -> np.ndarray:
     """pred - target in float64 (as each loss computes it), once per pair of arrays in a batch, read-only."""
-    key = (id(pred), id(target))
+    key = (id(pred), id(target))  # stable ids: the cache holds the arrays for the batch
     hit = cache.get(key)
-    if hit is not None and hit[0] is pred and hit[1] is target:
+    if hit is not None:
         return hit[2]
     d = np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)
     d.flags.writeable = False  # every loss reads it; a loss that wrote into it would fail loudly

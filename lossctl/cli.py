@@ -467,7 +467,7 @@ def main(argv=None) -> None:
 
 
 
-def quiet_blas_threads(environ=os.environ) -> None:
+def quiet_blas_threads() -> None:
     """Before NumPy loads: OpenBLAS worker threads sleep as soon as they are idle.
 
     NumPy's OpenBLAS starts a worker per core when NumPy is imported, and an idle worker busy-waits for
@@ -476,7 +476,7 @@ def quiet_blas_threads(environ=os.environ) -> None:
     Parquet MSE 0.252 -> 0.221 s wall).  A timeout of 2**4 cycles keeps multi-threaded BLAS (NT-Xent's
     similarity matrices) without the spinning.  A value the user set is kept; the CLI only (a program that
     imports lossctl as a library keeps its own settings)."""
-    environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 def run() -> None:

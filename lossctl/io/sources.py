@@ -10,6 +10,7 @@ Only ``pyarrow.csv``, ``pyarrow.parquet.ParquetFile``, ``pyarrow.ipc`` and ``pya
 from __future__ import annotations
 
 import csv as _csv
+import functools
 import glob as _glob
 import io
 import mmap as _mmap
@@ -411,7 +412,7 @@ class Source:
         if numpy_ok and fmt in ("csv", "tsv") and self._tiny() is not None:
             arrays = self._tiny().columns(columns)
             if arrays:
-                n = len(arrays[0]) if arrays else 0
+                n = len(arrays[0])
                 for off in range(0, n, batch_rows):
                     b = NumpyBatch([a[off: off + batch_rows] for a in arrays])
                     self.rows += b.num_rows
@@ -637,30 +638,26 @@ class _LocalParquet:
             reader.open(mapped.file, pre_buffer=False, buffer_size=0, metadata=self.reader.metadata)  # no 2nd parse
         md = self.reader.metadata
         for g in groups:
-            rg = md.row_group(g)
             if mapped is not None:
-                mapped.check(_chunk_end(rg, idx))
+                start, end = _chunk_range(md.row_group(g), idx)
+                mapped.check(end)
             table = reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
             if mapped is not None:  # decoded (copied out): the group's file pages can leave our memory
-                mapped.release(_chunk_start(rg, idx), _chunk_end(rg, idx))
+                mapped.release(start, end)
             yield from table.to_batches(max_chunksize=batch_size)
             del table
 
 
-def _chunk_start(rg, idx) -> int:
-    """Byte range of a row group's selected column chunks in the file: [_chunk_start, _chunk_end)."""
-    cols = range(rg.num_columns) if idx is None else idx
-    return min(_col_start(rg.column(j)) for j in cols)
-
-
-def _chunk_end(rg, idx) -> int:
-    cols = range(rg.num_columns) if idx is None else idx
-    return max(_col_start(rg.column(j)) + rg.column(j).total_compressed_size for j in cols)
-
-
-def _col_start(c) -> int:
-    d = c.dictionary_page_offset
-    return min(d, c.data_page_offset) if c.has_dictionary_page and d is not None and d > 0 else c.data_page_offset
+def _chunk_range(rg, idx) -> tuple[int, int]:
+    """Byte range [start, end) of a row group's selected column chunks in the file (a chunk starts at its
+    dictionary page when it has one)."""
+    spans = []
+    for j in (range(rg.num_columns) if idx is None else idx):
+        c = rg.column(j)
+        d = c.dictionary_page_offset
+        first = min(d, c.data_page_offset) if c.has_dictionary_page and d else c.data_page_offset
+        spans.append((first, first + c.total_compressed_size))
+    return min(a for a, _ in spans), max(b for _, b in spans)
 
 
 class _Mapped:
@@ -729,23 +726,22 @@ class _Mapped:
             _madvise_dontneed(self.base + lo, hi - lo)
 
 
-_MADVISE: list = []
+@functools.lru_cache(maxsize=None)
+def _libc_madvise():
+    """libc's madvise through ctypes, or None (_Mapped is only used where mmap.MADV_DONTNEED exists)."""
+    try:
+        import ctypes
+        fn = ctypes.CDLL(None).madvise
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - no libc madvise
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def _madvise_dontneed(addr: int, length: int) -> None:
-    """madvise(addr, length, MADV_DONTNEED) through libc where there is one (best effort, never raises)."""
-    if not _MADVISE:
-        fn = None
-        try:
-            import ctypes
-            if hasattr(_mmap, "MADV_DONTNEED"):
-                fn = ctypes.CDLL(None).madvise
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-                fn.restype = ctypes.c_int
-        except (OSError, AttributeError, TypeError):  # pragma: no cover - no libc madvise (Windows)
-            fn = None
-        _MADVISE.append(fn)
-    fn = _MADVISE[0]
+    """madvise(addr, length, MADV_DONTNEED), best effort (an error code is ignored: the pages just stay)."""
+    fn = _libc_madvise()
     if fn is not None:
         fn(addr, length, _mmap.MADV_DONTNEED)
 
