@@ -598,3 +598,86 @@ def test_a_file_shrinking_under_the_memory_mapped_reader_is_an_input_error(tmp_p
     assert proc.returncode == 3, (proc.returncode, proc.stderr[-500:])
     assert proc.stderr.count("\n") == 1 and "shrank from" in proc.stderr and str(path) in proc.stderr
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+# -- CSV ranges parsed first without the null spellings ------------------------------------------------
+_CSV_TOKENS = ["", "NA", "N/A", "#N/A", "null", "NULL", "nan", "NaN", "-nan", "NAN", "+nan", "inf", "-inf",
+               "1.#IND", "1", "-3", "07", "2.5", "1e3", "-0.0", "true", "false", "True", "abc", '"7"', '""',
+               '"NA"', " 4 ", "2024-01-02", "2024-01-02 03:04:05", "12:30:00", "\xe9t\xe9"]
+
+
+def _csv_range_table(path, columns, types, fast: bool, monkeypatch):
+    """Every batch of the range reader as one table (or the error line), with the fast parse on or off."""
+    from lossctl.io import sources
+
+    real = sources._null_free
+    used = []
+
+    def check(tbl, tokens):
+        ok = real(tbl, tokens) if fast else False
+        used.append(ok)
+        return ok
+    monkeypatch.setattr(sources, "_null_free", check)
+    src = sources.open_source(str(path))
+    try:
+        batches = list(src._csv_ranges(columns, types, str(path), chunk_bytes=48))
+    except lossctl.errors.InputError as exc:
+        return ("error", str(exc)), used
+    finally:
+        monkeypatch.setattr(sources, "_null_free", real)
+    cols = {c: [] for c in columns}
+    for b in batches:
+        for i, c in enumerate(columns):
+            cols[c].append((str(b.column(i).type),
+                            ["nan" if isinstance(v, float) and v != v else v for v in b.column(i).to_pylist()]))
+    return cols, used
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(*[st.one_of(st.sampled_from(_CSV_TOKENS),
+                                           st.integers(-10**6, 10**6).map(str),
+                                           st.floats(allow_nan=False, width=64).map(repr))] * 3),
+                     min_size=1, max_size=30))
+def test_csv_ranges_without_null_spellings_give_the_default_parse(tmp_path_factory, monkeypatch, rows):
+    """The range reader parses first with ``null_values=[]`` and keeps that only where the defaults give the
+    same thing: types, values, nulls and error lines equal a reader that always uses pyarrow's defaults, for
+    fields mixing null spellings, NaN spellings, numbers, booleans, text and quoted fields."""
+    path = tmp_path_factory.mktemp("nullfree") / "t.csv"
+    path.write_bytes(("a,b,c\n" + "".join(",".join(r) + "\n" for r in rows)).encode("latin-1"))  # é: not UTF-8
+    for columns, types in ((["a", "b", "c"], {"a": pa.float64()}), (["b", "c"], {})):
+        got, used = _csv_range_table(path, columns, types, True, monkeypatch)
+        want, _ = _csv_range_table(path, columns, types, False, monkeypatch)
+        assert got == want
+
+
+def test_csv_ranges_keep_the_fast_parse_for_plain_numbers_only(tmp_path, monkeypatch):
+    """The fast parse is really kept for a file of numbers (labels inferred as integers, a text id column
+    free of null spellings) and given up, for that range alone, where a range holds a missing value or a NaN."""
+    import pyarrow.csv as pcsv
+
+    from lossctl.io import sources
+
+    real = pcsv.read_csv
+    calls = []
+
+    def spy(src, read_options=None, parse_options=None, convert_options=None):
+        calls.append("fast" if convert_options.null_values == [] else "default")
+        return real(src, read_options=read_options, parse_options=parse_options, convert_options=convert_options)
+    monkeypatch.setattr(pcsv, "read_csv", spy)
+
+    def ranges(path, columns, types):
+        src = sources.open_source(str(path))
+        calls.clear()
+        return [b for b in src._csv_ranges(columns, types, str(path), chunk_bytes=512)]
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("id,y,p\n" + "".join(f"r{i},{i % 2},{i / 7!r}\n" for i in range(200)))
+    ranges(plain, ["id", "y", "p"], {"p": pa.float64()})
+    assert len(calls) > 3 and set(calls) == {"fast"}
+    for k, bad in enumerate(("", "NaN", "nan", "NA")):
+        f = tmp_path / f"bad{k}.csv"
+        f.write_text("y,p\n" + "".join(f"{i % 2},{bad if i == 150 else repr(i / 7)}\n" for i in range(200)))
+        batches = ranges(f, ["y", "p"], {"p": pa.float64()})
+        assert calls.count("default") == 1 and calls.count("fast") > 3
+        p = [v for b in batches for v in b.column(1).to_pylist()]
+        assert p[150] is None and p[149] == 149 / 7 and len(p) == 200

@@ -323,6 +323,12 @@ class Source:
         po = pcsv.ParseOptions(delimiter=self.delimiter)
         co = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {},
                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
+        # First try each range without the null tokens: matching every number against pyarrow's list of null
+        # spellings costs a fifth of the parse.  The result is kept only where it must equal the default parse
+        # (see _null_free); otherwise (a missing value, a NaN, ...) the range is parsed again with the defaults.
+        co_fast = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {}, null_values=[],
+                                      strings_can_be_null=False, quoted_strings_can_be_null=False)
+        null_tokens = co.null_values
         rows_before = 0
         # The ranges are parsed straight from a memory map (no serial copy of each range before the parallel
         # parse); the pages of a parsed range are handed back at once, so RSS holds about one range, not the file.
@@ -343,18 +349,27 @@ class Source:
                 e = size if k < 0 else e + k + 1
             return e
 
-        def parse(p: int, e: int):
-            buf = data(p, e)
+        def read(buf, n: int, opts):
             ro = pcsv.ReadOptions(column_names=names, use_threads=True,
-                                  block_size=max(1 << 20, (e - p) // 4 + 1))  # 4 blocks: both cores busy
+                                  block_size=max(1 << 20, n // 4 + 1))  # 4 blocks: both cores busy
             try:
-                return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=co)
+                return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=opts)
             except pa.ArrowInvalid as exc:
                 if "straddl" not in str(exc):
                     raise
                 # a line longer than a block: parse the range as a single block
-                ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=e - p + 1)
-                return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=co)
+                ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=n + 1)
+                return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=opts)
+
+        def parse(p: int, e: int):
+            buf = data(p, e)
+            try:
+                tbl = read(buf, e - p, co_fast)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                tbl = None
+            if tbl is not None and _null_free(tbl, null_tokens):
+                return tbl
+            return read(buf, e - p, co)
 
         # Range k+1 is parsed (in a thread, by pyarrow's pool) while the batches of range k are handed on:
         # the parser never waits for the consumer between ranges.
@@ -465,6 +480,38 @@ class Source:
             except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
                 raise InputError(_rewrite_arrow_error(path if self.data is None else self.display,
                                                       exc, columns, self.rows)) from None
+
+
+def _null_free(tbl: pa.Table, null_tokens: Sequence[str]) -> bool:
+    """Whether ``tbl``, parsed with ``null_values=[]``, is what the default options give for the same bytes.
+
+    It is when no field is one of the default null spellings.  Such a field cannot hide in a numeric or
+    boolean, date or time column (it is none of these) unless it is a NaN spelling ('nan', 'NaN', ...),
+    which the float parser takes: so float columns must hold no NaN.  A text column must not hold one
+    (the defaults could have typed it as numbers with nulls).  Any other type is parsed again, to be sure.
+    """
+    from .columns import primitive_to_numpy
+    for col in tbl.columns:
+        t = col.type
+        if pa.types.is_integer(t) or pa.types.is_boolean(t):
+            continue
+        if pa.types.is_floating(t):
+            for chunk in col.chunks:
+                # a NaN makes the sum NaN (so does inf - inf: a needless second parse, never a wrong one)
+                s = float(primitive_to_numpy(chunk).sum())
+                if s != s:
+                    return False
+        elif pa.types.is_temporal(t) or pa.types.is_binary(t):
+            # no null spelling reads as a date or a time; binary means a field that is not UTF-8 text, which
+            # no spelling is, so the defaults give the same type (their text keeps null spellings as text)
+            continue
+        elif pa.types.is_string(t):
+            import pyarrow.compute as pc
+            if pc.any(pc.is_in(col, value_set=pa.array(list(null_tokens), type=t))).as_py():
+                return False
+        else:
+            return False
+    return True
 
 
 class NumpyBatch:
