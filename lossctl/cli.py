@@ -37,8 +37,10 @@ class LossctlGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
+        from .io.sources import read_once_scope
         try:
-            return super().invoke(ctx)
+            with read_once_scope():  # a pipe given as an input is read once per command
+                return super().invoke(ctx)
         except LossctlError as exc:
             if _debug(ctx):
                 raise

@@ -60,6 +60,8 @@ def _files_of(path: str) -> list[str] | None:
     if sources._is_glob(path):
         import glob
         return sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+    if sources._is_stream(path):
+        return None
     return [path] if os.path.isfile(path) else []
 
 
@@ -71,7 +73,9 @@ def input_entry(inp: dict) -> dict:
     files = _files_of(path)
     if files is None:
         d["sha256"] = None
-        d["note"] = "standard input: bytes not kept" if path in ("-", "<stdin>") else "remote input: not hashed"
+        d["note"] = ("standard input: bytes not kept" if path in ("-", "<stdin>") else
+                     "remote input: not hashed" if "://" in path and not path.startswith("file://") else
+                     "pipe: bytes not kept")
     elif len(files) == 1 and os.path.normpath(files[0]) == os.path.normpath(path):
         d["sha256"] = sha256_file(files[0])
     else:

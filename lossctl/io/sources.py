@@ -9,6 +9,7 @@ Only ``pyarrow.csv``, ``pyarrow.parquet.ParquetFile``, ``pyarrow.ipc`` and ``pya
 """
 from __future__ import annotations
 
+import contextlib
 import csv as _csv
 import functools
 import glob as _glob
@@ -878,15 +879,20 @@ def open_source(path: str, input_format: str | None = None, storage_options=None
         if key not in FORMAT_ALIASES:
             raise UsageError(f"unknown --input-format {input_format!r}; use one of {', '.join(FORMATS)}")
         fmt = FORMAT_ALIASES[key]
-    if path == "-":
-        data = sys.stdin.buffer.read()
+    if path == "-" or _is_stream(path):
+        # standard input, a named pipe or a process substitution (<(zcat x.csv.gz) is /dev/fd/N): bytes that
+        # can be read once, so they are read whole, once per process, and every later open gets the same bytes
+        data = _read_once(path)
+        ext, comp = (None, None) if path == "-" else _split_ext(path)
         if not data:
-            raise InputError("<stdin>: no data on standard input (empty input)")
-        sfmt, comp = _sniff_bytes(data[:8])
-        fmt = fmt or sfmt or "csv"
-        src = Source(path="-", format=fmt, files=["-"], compression=comp, data=data)
+            raise InputError("<stdin>: no data on standard input (empty input)" if path == "-"
+                             else f"{path}: no data in the pipe (empty input)")
+        sfmt, scomp = _sniff_bytes(data[:8])
+        comp = comp or scomp
+        fmt = fmt or _EXT.get(ext) or sfmt or "csv"
+        src = Source(path=path, format=fmt, files=[path], compression=comp, data=data)
         if fmt in ("csv", "tsv"):
-            src.delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(_head_of(src), "-")
+            src.delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(_head_of(src), src.display)
         return src
 
     if os.path.isdir(path):
@@ -949,6 +955,46 @@ def open_source(path: str, input_format: str | None = None, storage_options=None
             if b"," not in first and (b"\t" in first or b";" in first):
                 src.delimiter = _sniff_delimiter(head_text, files[0])
     return src
+
+
+_READ_ONCE: "dict[str, bytes] | None" = None  # a pipe's bytes, by path, inside read_once_scope()
+
+
+@contextlib.contextmanager
+def read_once_scope():
+    """Within this (one CLI command), a pipe named twice (say, the --on check of compare, then the
+    evaluation) is read once and its bytes reused; outside it, every open reads the pipe afresh."""
+    global _READ_ONCE
+    saved, _READ_ONCE = _READ_ONCE, {}
+    try:
+        yield
+    finally:
+        _READ_ONCE = saved
+
+
+def _is_stream(path: str) -> bool:
+    """A path that names a pipe, socket or character device (not a file that can be read twice)."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _read_once(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    if _READ_ONCE is not None and path in _READ_ONCE:
+        return _READ_ONCE[path]
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if _READ_ONCE is not None:
+        _READ_ONCE[path] = data
+    return data
 
 
 def _looks_like_text(path: str) -> bool:
