@@ -291,8 +291,11 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
     ci_gates = EvalGates(fail_if, ci, replicates, seed, losses, kwargs)  # gate syntax errors exit 2 here
     kwargs["on_result"] = ci_gates.attach  # before -o is committed: a gate naming no group leaves no file
     stream_rows = reduction == "none" and fmt in ("csv", "ndjson") and not bare
+    # with gates, output to a reader that has gone (| head) is dropped and the gates still decide the exit code;
+    # without, the command stops there (exit 0) instead of computing what nobody reads
+    out = render.stdout(keep_going=bool(fail_if))
     if stream_rows:
-        kwargs["row_writer"] = render.StreamRows(fmt, sys.stdout)
+        kwargs["row_writer"] = render.StreamRows(fmt, out)
     from .progress import RowProgress
     prog = RowProgress(enabled=False if quiet else None)
     try:
@@ -303,7 +306,6 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
             res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
     finally:
         prog.close()
-    out = sys.stdout
     if bare:
         render.print_values(res, out)
     elif fmt == "json":

@@ -132,7 +132,7 @@ def compare_cmd(baseline, candidate, labels, losses, on, pred, target, weight, b
     cmp = compare.compare(baseline, candidate, labels, list(losses), on=on, level=level, replicates=replicates,
                           seed=seed, **options)
     results = compare.regression_gates(cmp, margin, gate_mode) if margin is not None else []
-    out = sys.stdout
+    out = render.stdout(keep_going=True)  # a closed stdout (| head) still leaves the gates' exit code
     if fmt == "json":
         out.write(render.dumps(compare.json_doc(cmp, __version__, results)) + "\n")
     else:
@@ -189,7 +189,7 @@ def check_cmd(names, config, fmt, junit, markdown, list_only):
             click.echo(f"{c.name}: {', '.join(c.inputs)} ({', '.join(c.loss_texts())})")
         return
     outcomes = checkcfg.run(selected)
-    out = sys.stdout
+    out = render.stdout(keep_going=True)  # a closed stdout (| head) still leaves the gates' exit code
     xml = report.junit_xml(outcomes, suite_name=f"lossctl check ({cfg.display})") if junit else None
     if junit and junit != "-":
         report.write_atomic(junit, xml)

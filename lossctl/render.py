@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import sys
 from typing import Any, TextIO
 
@@ -73,10 +74,66 @@ def dumps(doc: Any) -> str:
     return json.dumps(doc, allow_nan=False, ensure_ascii=False, indent=2)
 
 
+def _to_devnull(stream) -> None:
+    """Point the file descriptor under ``stream`` at /dev/null: its buffered bytes then flush without error."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, stream.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class PipeSafe:
+    """Standard output for a command whose gates decide the exit code: when the reader goes away
+    (`lossctl check | head -3`), the rest of the output is dropped and the command goes on, so a failed
+    gate still exits 1 (a BrokenPipeError would end the command before its gates, with exit 0)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.gone = True
+        _to_devnull(self._stream)
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+def stdout(keep_going: bool) -> TextIO:
+    """sys.stdout, wrapped in :class:`PipeSafe` when the command has gates to run after its output."""
+    return PipeSafe(sys.stdout) if keep_going else sys.stdout
+
+
 def console(file: TextIO | None = None, stderr: bool = False):
     from rich.console import Console
-    return Console(file=file or (sys.stderr if stderr else sys.stdout), highlight=False,
-                   soft_wrap=False)
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here, which lossctl's exit codes reserve for a failed quality gate: hand the
+            # BrokenPipeError to the CLI instead (`lossctl eval ... | head` exits 0, as with CSV output).
+            # (A command with gates writes through PipeSafe, which never lets the error reach rich.)
+            self.quiet = True
+            _to_devnull(self.file)
+            raise BrokenPipeError(32, "Broken pipe")
+
+    return _Console(file=file or (sys.stderr if stderr else sys.stdout), highlight=False, soft_wrap=False)
 
 
 def print_whole(con, table) -> None:

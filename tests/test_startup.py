@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("pandas", "torch", "sklearn", "scipy", "matplotlib", "dask", "distributed", "polars", "duckdb",
          "fsspec", "pyarrow.dataset")
 
@@ -201,3 +203,37 @@ c.run()
     lib = subprocess.run([sys.executable, "-c", "import os, lossctl.api; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
                          capture_output=True, text=True, cwd=_root(), env=env)
     assert lib.stdout.strip() == "None", lib.stderr
+
+
+_REG = ["eval", "sample_data/regression.csv", "-l", "mse,mae"]
+_CMP = ["compare", "sample_data/ci/baseline.parquet", "sample_data/ci/candidate.parquet", "--on", "id", "-l", "mse"]
+
+
+@pytest.mark.parametrize("args,code", [
+    (_REG + ["-f", "table"], 0), (_REG + ["-r", "none"], 0), (_REG + ["-r", "none", "-f", "csv"], 0),
+    (_REG + ["-f", "json"], 0), (_REG + ["--value"], 0),
+    # with gates the output is dropped and the gates still decide: a failed one exits 1, not 0
+    (_REG + ["--fail-if", "mse > 0.0001"], 1), (_REG + ["--fail-if", "mse > 100"], 0),
+    (_REG + ["-r", "none", "-f", "csv", "--fail-if", "mse > 0.0001"], 1),
+    (_REG + ["-f", "json", "--fail-if", "mse > 0.0001"], 1),
+    (_CMP + ["--max-regression", "0%"], 1), (_CMP + ["--max-regression", "50%"], 0),
+    (["check", "-c", "sample_data/ci/lossctl.toml"], 0), (["list"], 0),
+])
+def test_a_reader_gone_before_the_output_is_not_an_error(args, code):
+    """`lossctl ... | head -1`: when the reader of stdout has gone, the output is not an error (rich's own
+    handling would exit 1, a failed gate in lossctl's codes), and a command with gates still exits 1 when one
+    fails (the gates run after the output).  The pipe's read end is closed before lossctl starts, so every
+    write fails: no race with a real reader."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lossctl", *args], stdout=w, stderr=subprocess.PIPE, text=True,
+                              cwd=_root(), timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and "Broken" not in proc.stderr and "Exception" not in proc.stderr
+    if code == 0:
+        assert proc.stderr == ""
+    else:
+        assert proc.stderr.splitlines()[-1].startswith("lossctl: error: 1 of 1 quality gate(s) failed")
