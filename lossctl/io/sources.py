@@ -362,14 +362,18 @@ class Source:
                 ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=n + 1)
                 return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=opts)
 
+        fast = [True]  # until a range needs the defaults: a file with missing values or NaNs is not parsed twice
+
         def parse(p: int, e: int):
             buf = data(p, e)
-            try:
-                tbl = read(buf, e - p, co_fast)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                tbl = None
-            if tbl is not None and _null_free(tbl, null_tokens):
-                return tbl
+            if fast[0]:
+                try:
+                    tbl = read(buf, e - p, co_fast)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    tbl = None
+                if tbl is not None and _null_free(tbl, null_tokens):
+                    return tbl
+                fast[0] = False
             return read(buf, e - p, co)
 
         # Range k+1 is parsed (in a thread, by pyarrow's pool) while the batches of range k are handed on:
