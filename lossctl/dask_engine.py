@@ -400,7 +400,7 @@ def evaluate_dask(plan: Plan, *, row_writer: Callable[[pa.RecordBatch], None] | 
               "fragments; join them with --on KEY to evaluate on the cluster)")
         return run_local(plan, row_writer, progress, on_result)
     if plan.sources[0].data is not None:
-        _note("standard input is evaluated locally")
+        _note(f"{plan.sources[0].display} is evaluated locally (standard input and pipes are read into this process)")
         return run_local(plan, row_writer, progress, on_result)
     mult = plan.block_multiple
     with connect(scheduler, workers, client, threads_per_worker, timeout) as c:
