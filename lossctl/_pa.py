@@ -30,10 +30,31 @@ class _LazyPyarrow(types.ModuleType):
 pa = _LazyPyarrow("pyarrow")
 
 
+def _import_pyarrow():
+    """``import pyarrow``, without the ``import cloudpickle`` of pyarrow.lib.
+
+    When cloudpickle is installed (Dask brings it), pyarrow.lib imports it as ``pickle`` and a few lines later
+    rebinds that name to the standard ``pickle``: 5-8 ms of start-up for a module nothing then uses.  The
+    import is refused while pyarrow loads, and allowed again at once (Dask imports it later as usual).
+    """
+    blocked = "cloudpickle" not in sys.modules
+    if blocked:
+        sys.modules["cloudpickle"] = None  # type: ignore[assignment]  (None: "import cloudpickle" fails)
+    try:
+        import pyarrow
+    finally:
+        if blocked and "cloudpickle" in sys.modules and sys.modules["cloudpickle"] is None:
+            del sys.modules["cloudpickle"]
+    return pyarrow
+
+
 def load():
     """Import pyarrow (once), run the hooks, and return it."""
     global _loaded
-    import pyarrow
+    if "pyarrow" in sys.modules:
+        import pyarrow  # (waits for an import under way in another thread)
+    else:
+        pyarrow = _import_pyarrow()
     if not _loaded:
         with _lock:
             if not _loaded:

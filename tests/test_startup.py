@@ -237,3 +237,18 @@ def test_a_reader_gone_before_the_output_is_not_an_error(args, code):
         assert proc.stderr == ""
     else:
         assert proc.stderr.splitlines()[-1].startswith("lossctl: error: 1 of 1 quality gate(s) failed")
+
+
+def test_pyarrow_loads_without_importing_cloudpickle_which_stays_importable():
+    """pyarrow.lib imports cloudpickle (installed with Dask) and then rebinds the name to the standard pickle;
+    lossctl loads pyarrow with that import refused (5-8 ms of start-up) and allows it again at once.  The
+    first probe pins pyarrow's behaviour down: if pyarrow.lib ever keeps cloudpickle, the refusal must go."""
+    plain = ("import pickle, sys, pyarrow.lib\n"
+             "print(pyarrow.lib.pickle is pickle, 'cloudpickle' in sys.modules)")
+    ours = ("import pickle, sys\nfrom lossctl import _pa\npa = _pa.load()\nimport pyarrow.lib\n"
+            "before = 'cloudpickle' in sys.modules\nimport cloudpickle\n"
+            "print(pyarrow.lib.pickle is pickle, before, cloudpickle.__name__, type(sys.modules['cloudpickle']).__name__)")
+    got_plain = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True, cwd=_root())
+    got_ours = subprocess.run([sys.executable, "-c", ours], capture_output=True, text=True, cwd=_root())
+    assert got_plain.stdout.split() == ["True", "True"], got_plain.stderr  # cloudpickle imported, then unused
+    assert got_ours.stdout.split() == ["True", "False", "cloudpickle", "module"], got_ours.stderr
