@@ -74,6 +74,30 @@ def test_log_loss_fast_path_is_bit_identical(seed):
     np.testing.assert_array_equal(binary.log_loss(P, onehot), binary.log_loss(P, yi))
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_label_column_pick_equals_take_along_axis_and_still_rejects_bad_labels(layout):
+    """log_loss's pick of p[i, y[i]] (a flat take on C-ordered matrices) gives take_along_axis's elements for
+    any memory layout, and a label outside [0, C) or NaN behaves as there (IndexError, or -1 wrapping round)
+    instead of reading a neighbouring row."""
+    rng = np.random.default_rng(3)
+    base = rng.random((500, 14))
+    p = {"C": base[:, :7].copy(), "F": np.asfortranarray(base[:, :7]), "strided": base[:, ::2]}[layout]
+    y = rng.integers(0, 7, 500).astype(np.float64)
+    want = np.take_along_axis(p, y.astype(np.int64)[:, None], axis=1)[:, 0]
+    np.testing.assert_array_equal(binary._pick_columns(p, y), want)
+    assert binary._pick_columns(p[:0], y[:0]).shape == (0,)
+    for bad in (7.0, -1.0, -8.0, np.nan, 1e30):  # what take_along_axis does (-1 wraps), never a neighbour's value
+        y_bad = y.copy()
+        y_bad[250] = bad
+        try:
+            old = np.take_along_axis(p, y_bad.astype(np.int64)[:, None], axis=1)[:, 0]
+        except IndexError:
+            with pytest.raises(IndexError):
+                binary._pick_columns(p, y_bad)
+        else:
+            np.testing.assert_array_equal(binary._pick_columns(p, y_bad), old)
+
+
 def test_log_loss_fast_path_keeps_nan_semantics():
     p = np.array([np.nan, 0.3, 0.7])
     y = np.array([1.0, 0.0, 1.0])
