@@ -672,8 +672,9 @@ HOW = """\
   are read page by page (`iter_batches`, 1 MiB read buffer); no `pyarrow.dataset`, no pandas, not even
   `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
 - CSV in 8 MiB byte ranges split at line ends, each parsed by pyarrow's multi-threaded `read_csv` straight
-  from a memory map (the pages of a parsed range are released at once), first without matching every
-  field against pyarrow's null spellings (`null_values=[]`, ~4% fewer instructions); a range where that
+  from a memory map (the pages of a parsed range are released at once); columns of numbers are parsed
+  first without matching every field against pyarrow's null spellings (`null_values=[]`, ~4% fewer
+  instructions); a range where that
   could differ from the default parse (a NaN in a float column, a null spelling in a text column, a
   conversion error) is parsed again with the defaults, as are the ranges after it.
 - The console script sets `OPENBLAS_THREAD_TIMEOUT=4` before NumPy loads (unless set): NumPy's idle

@@ -630,11 +630,12 @@ _CSV_TOKENS = ["", "NA", "N/A", "#N/A", "null", "NULL", "nan", "NaN", "-nan", "N
                '"NA"', " 4 ", "2024-01-02", "2024-01-02 03:04:05", "12:30:00", "\xe9t\xe9"]
 
 
-def _csv_range_table(path, columns, types, fast: bool, monkeypatch):
-    """Every batch of the range reader as one table (or the error line), with the fast parse on or off."""
+def _csv_range_table(path, columns, types, fast, monkeypatch):
+    """Every batch of the range reader as one table (or the error line), with the fast parse off (False),
+    as lossctl chooses it (True), or tried whatever the column types ("always")."""
     from lossctl.io import sources
 
-    real = sources._null_free
+    real, real_numbers = sources._null_free, sources._numbers_only
     used = []
 
     def check(tbl, tokens):
@@ -642,6 +643,8 @@ def _csv_range_table(path, columns, types, fast: bool, monkeypatch):
         used.append(ok)
         return ok
     monkeypatch.setattr(sources, "_null_free", check)
+    if fast == "always":
+        monkeypatch.setattr(sources, "_numbers_only", lambda *a: True)
     src = sources.open_source(str(path))
     try:
         batches = list(src._csv_ranges(columns, types, str(path), chunk_bytes=48))
@@ -649,6 +652,7 @@ def _csv_range_table(path, columns, types, fast: bool, monkeypatch):
         return ("error", str(exc)), used
     finally:
         monkeypatch.setattr(sources, "_null_free", real)
+        monkeypatch.setattr(sources, "_numbers_only", real_numbers)
     cols = {c: [] for c in columns}
     for b in batches:
         for i, c in enumerate(columns):
@@ -669,14 +673,15 @@ def test_csv_ranges_without_null_spellings_give_the_default_parse(tmp_path_facto
     path = tmp_path_factory.mktemp("nullfree") / "t.csv"
     path.write_bytes(("a,b,c\n" + "".join(",".join(r) + "\n" for r in rows)).encode("latin-1"))  # é: not UTF-8
     for columns, types in ((["a", "b", "c"], {"a": pa.float64()}), (["b", "c"], {})):
-        got, used = _csv_range_table(path, columns, types, True, monkeypatch)
         want, _ = _csv_range_table(path, columns, types, False, monkeypatch)
-        assert got == want
+        for fast in (True, "always"):  # "always": the check itself, on text and date columns too
+            got, used = _csv_range_table(path, columns, types, fast, monkeypatch)
+            assert got == want
 
 
 def test_csv_ranges_keep_the_fast_parse_for_plain_numbers_only(tmp_path, monkeypatch):
-    """The fast parse is really kept for a file of numbers (labels inferred as integers, a text id column
-    free of null spellings) and given up from the first range holding a missing value or a NaN."""
+    """The fast parse is really kept for columns of numbers (labels inferred as integers), not tried when a
+    text column is read, and given up from the first range holding a missing value or a NaN."""
     import pyarrow.csv as pcsv
 
     from lossctl.io import sources
@@ -691,13 +696,16 @@ def test_csv_ranges_keep_the_fast_parse_for_plain_numbers_only(tmp_path, monkeyp
 
     def ranges(path, columns, types):
         src = sources.open_source(str(path))
+        src.schema()  # (a small file's schema comes from a parse of its own)
         calls.clear()
         return [b for b in src._csv_ranges(columns, types, str(path), chunk_bytes=512)]
 
     plain = tmp_path / "plain.csv"
     plain.write_text("id,y,p\n" + "".join(f"r{i},{i % 2},{i / 7!r}\n" for i in range(200)))
-    ranges(plain, ["id", "y", "p"], {"p": pa.float64()})
+    ranges(plain, ["y", "p"], {"p": pa.float64()})
     assert len(calls) > 3 and set(calls) == {"fast"}
+    ranges(plain, ["id", "y", "p"], {"p": pa.float64()})  # a text column: not worth checking, defaults at once
+    assert len(calls) > 3 and set(calls) == {"default"}
     for k, bad in enumerate(("", "NaN", "nan", "NA")):
         f = tmp_path / f"bad{k}.csv"
         f.write_text("y,p\n" + "".join(f"{i % 2},{bad if i == 100 else repr(i / 7)}\n" for i in range(200)))
