@@ -351,7 +351,7 @@ def _shift_rows(rb: pa.RecordBatch, delta: int) -> pa.RecordBatch:
         return rb
     import pyarrow.compute as pc
     i = rb.schema.get_field_index("row")
-    return rb.set_column(i, "row", pc.add(rb.column(i), pa.scalar(delta, pa.int64())))
+    return rb.set_column(i, rb.schema.field(i), pc.add(rb.column(i), pa.scalar(delta, pa.int64())))  # (not null)
 
 
 def _rows_read(part: Partial) -> int:

@@ -392,3 +392,32 @@ def test_a_named_pipe_is_read_by_its_extension(tmp_path):
     writer.join(10)
     assert got.returncode == 0, got.stderr
     assert got.stdout == _expected_values(tbl)
+
+
+def test_per_sample_parquet_computed_columns_are_required(tmp_path):
+    """Row numbers and per-sample losses (and gradients) are written as REQUIRED Parquet columns (no
+    definition levels), across batches; an --id column keeps the input's nullability and its nulls."""
+    n = 70_000  # more than one batch
+    rng = np.random.default_rng(4)
+    pred, target = rng.normal(size=n), rng.normal(size=n)
+    name = [None if i == 5 else f"n{i % 13}" for i in range(n)]
+    src = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"name": name, "y_pred": pred, "y_true": target}), src)
+
+    def repetition(path):
+        schema = pq.ParquetFile(path).schema
+        return {schema.column(j).name: schema.column(j).max_definition_level for j in range(len(schema))}
+
+    out = tmp_path / "rows.parquet"
+    run_ok(["eval", str(src), "-l", "mse,mae", "-r", "none", "--grad", "-o", str(out)])
+    levels = repetition(out)
+    assert set(levels) >= {"row", "mse", "mae"} and len(levels) > 3 and set(levels.values()) == {0}
+    back = pq.read_table(out)
+    assert not any(f.nullable for f in back.schema)
+    assert back.column("row").to_pylist() == list(range(1, n + 1))
+    assert np.array_equal(back.column("mae").to_numpy(), np.abs(pred - target))
+    out = tmp_path / "ids.parquet"
+    run_ok(["eval", str(src), "-l", "mse", "-r", "none", "--id", "name", "-o", str(out)])
+    assert repetition(out) == {"name": 1, "mse": 0}
+    back = pq.read_table(out)
+    assert back.column("name").to_pylist() == name and back.schema.field("name").nullable
