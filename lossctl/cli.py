@@ -306,6 +306,8 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
             res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
     finally:
         prog.close()
+        if stream_rows:
+            kwargs["row_writer"].close()  # the rows still being encoded (also those before an input error)
     if bare:
         render.print_values(res, out)
     elif fmt == "json":

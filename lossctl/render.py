@@ -6,7 +6,6 @@ the table goes through a rich Console that only colours a terminal and honours N
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 import sys
@@ -107,6 +106,20 @@ class PipeSafe:
                 self._stream.flush()
             except BrokenPipeError:
                 self._gone()
+
+    def write_bytes(self, data) -> None:
+        """Bytes to the binary stream under the text one (its pending text first)."""
+        if self.gone:
+            return
+        try:
+            raw = getattr(self._stream, "buffer", None)
+            if raw is None:
+                self._stream.write(bytes(data).decode("utf-8"))
+            else:
+                self._stream.flush()
+                raw.write(data)
+        except BrokenPipeError:
+            self._gone()
 
     def _gone(self) -> None:
         self.gone = True
@@ -235,20 +248,40 @@ def print_values(res, out: TextIO) -> None:
 
 
 class StreamRows:
-    """Writes per-sample record batches to stdout as CSV or NDJSON while evaluation runs."""
+    """Writes per-sample record batches to stdout as CSV or NDJSON while evaluation runs; ``close`` writes
+    what is still being encoded (CSV is encoded on two threads, see :class:`lossctl.io.sinks.CsvChunks`)."""
 
     def __init__(self, fmt: str, out: TextIO):
         self.fmt = fmt
         self.out = out
-        self.header = False
+        self._csv = None
 
     def __call__(self, batch) -> None:
         if self.fmt == "ndjson":
             from .io.sinks import write_jsonl
             write_jsonl(self.out, batch)
             return
-        import pyarrow.csv as pcsv
-        buf = io.BytesIO()
-        pcsv.write_csv(batch, buf, write_options=pcsv.WriteOptions(include_header=not self.header))
-        self.header = True
-        self.out.write(buf.getvalue().decode("utf-8"))
+        if self._csv is None:
+            from .io.sinks import CsvChunks
+            self._csv = CsvChunks()
+        for chunk in self._csv.put(batch):
+            self._emit(chunk)
+
+    def close(self) -> None:
+        if self._csv is not None:
+            csv, self._csv = self._csv, None
+            for chunk in csv.finish():
+                self._emit(chunk)
+
+    def _emit(self, chunk) -> None:
+        """CSV bytes to the binary stream under ``out`` (no decode and re-encode), after its pending text."""
+        out = self.out
+        if isinstance(out, PipeSafe):
+            out.write_bytes(chunk)
+            return
+        raw = getattr(out, "buffer", None)
+        if raw is None:
+            out.write(chunk.to_pybytes().decode("utf-8"))
+            return
+        out.flush()
+        raw.write(chunk)

@@ -421,3 +421,82 @@ def test_per_sample_parquet_computed_columns_are_required(tmp_path):
     assert repetition(out) == {"name": 1, "mse": 0}
     back = pq.read_table(out)
     assert back.column("name").to_pylist() == name and back.schema.field("name").nullable
+
+
+def _odd_batches(k: int = 9, n: int = 700):
+    """Record batches with text that needs quoting, nulls, booleans, NaN/inf and large integers."""
+    rng = np.random.default_rng(8)
+    out = []
+    for j in range(k):
+        m = 0 if j == 3 else n  # an empty batch in the middle
+        v = rng.normal(size=m)
+        v[::97] = np.nan
+        v[1::101] = np.inf
+        out.append(pa.RecordBatch.from_arrays([
+            pa.array(np.arange(j * n, j * n + m, dtype=np.int64) * 10**12),
+            pa.array([None if i % 50 == 0 else f'a,"b"\t{i}' for i in range(m)], type=pa.string()),
+            pa.array([i % 3 == 0 for i in range(m)]),
+            pa.array(v)], names=["row", "name", "flag", "loss"]))
+    return out
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_csv_chunks_give_the_text_of_one_csv_writer(delimiter):
+    """CSV encoded on two threads, in order, is byte for byte pyarrow's single CSV writer's text (header once),
+    with a few batches waiting or many."""
+    import pyarrow.csv as pcsv
+
+    from lossctl.io.sinks import CsvChunks
+
+    batches = _odd_batches()
+    want = pa.BufferOutputStream()
+    with pcsv.CSVWriter(want, batches[0].schema, write_options=pcsv.WriteOptions(delimiter=delimiter)) as w:
+        for b in batches:
+            w.write_batch(b)
+    for ahead in (0, 1, 4, 100):
+        enc = CsvChunks(delimiter)
+        enc.AHEAD = ahead
+        got = b"".join(bytes(c) for b in batches for c in enc.put(b))
+        got += b"".join(bytes(c) for c in enc.finish())
+        assert got == want.getvalue().to_pybytes()
+
+
+def test_csv_output_file_and_stdout_stream_equal_the_single_writer(tmp_path):
+    """`-o x.csv` / `.tsv` (Sink) and `-r none -f csv` (StreamRows, on a text stream and on a binary-backed
+    one, after text already written) give the bytes of one CSVWriter; no encoding thread or temporary file
+    is left behind."""
+    import io
+    import threading
+
+    import pyarrow.csv as pcsv
+
+    from lossctl import render
+    from lossctl.io.sinks import Sink
+
+    batches = _odd_batches()
+
+    def single_writer(delim: str) -> bytes:
+        out = pa.BufferOutputStream()
+        with pcsv.CSVWriter(out, batches[0].schema, write_options=pcsv.WriteOptions(delimiter=delim)) as w:
+            for b in batches:
+                w.write_batch(b)
+        return out.getvalue().to_pybytes()
+
+    for ext, delim in (("csv", ","), ("tsv", "\t")):
+        path = tmp_path / f"out.{ext}"
+        sink = Sink(str(path), ext)
+        for b in batches:
+            sink.write(b)
+        sink.commit()
+        assert path.read_bytes() == single_writer(delim)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.tsv"]
+    for stream in (io.StringIO(), io.TextIOWrapper(io.BytesIO(), encoding="utf-8")):
+        stream.write("before\n")
+        rows = render.StreamRows("csv", stream)
+        for b in batches:
+            rows(b)
+        rows.close()
+        stream.flush()
+        text = stream.getvalue().encode() if isinstance(stream, io.StringIO) else stream.buffer.getvalue()
+        assert text == b"before\n" + single_writer(",")
+    assert not [t for t in threading.enumerate() if t.name.startswith("lossctl-csv")]
