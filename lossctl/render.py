@@ -255,6 +255,7 @@ class StreamRows:
         self.fmt = fmt
         self.out = out
         self._csv = None
+        self._schema = None
 
     def __call__(self, batch) -> None:
         if self.fmt == "ndjson":
@@ -264,14 +265,29 @@ class StreamRows:
         if self._csv is None:
             from .io.sinks import CsvChunks
             self._csv = CsvChunks()
-        for chunk in self._csv.put(batch):
-            self._emit(chunk)
+            self._schema = batch.schema
+        self._write(lambda: self._csv.put(batch))
 
     def close(self) -> None:
         if self._csv is not None:
-            csv, self._csv = self._csv, None
-            for chunk in csv.finish():
-                self._emit(chunk)
+            self._write(self._csv.finish)
+            self._csv = None
+
+    def _write(self, encoded) -> None:
+        try:
+            ready = encoded()
+        except Exception as exc:  # a column CSV cannot hold (a list of values per row)
+            self._csv.discard()
+            self._csv = None
+            import pyarrow as pa
+
+            from .errors import InputError
+            odd = [f"{f.name!r} ({f.type})" for f in self._schema if pa.types.is_nested(f.type)]
+            raise InputError(f"<stdout>: cannot write the per-sample rows as CSV: {' '.join(str(exc).split())}"
+                             + (f"; column {odd[0]} holds lists: use --format ndjson or -o FILE.parquet"
+                                if odd else "")) from None
+        for chunk in ready:
+            self._emit(chunk)
 
     def _emit(self, chunk) -> None:
         """CSV bytes to the binary stream under ``out`` (no decode and re-encode), after its pending text."""

@@ -500,3 +500,20 @@ def test_csv_output_file_and_stdout_stream_equal_the_single_writer(tmp_path):
         text = stream.getvalue().encode() if isinstance(stream, io.StringIO) else stream.buffer.getvalue()
         assert text == b"before\n" + single_writer(",")
     assert not [t for t in threading.enumerate() if t.name.startswith("lossctl-csv")]
+
+
+def test_a_list_column_in_per_sample_csv_is_one_input_error(tmp_path):
+    """An --id column of lists cannot be CSV: streaming to stdout says so in one line (exit 3, naming the
+    column and what to use instead), as -o x.csv does, and leaves no file; JSON Lines takes it."""
+    path = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"tags": [[1, 2], [3], [4, 5]] * 50, "y_true": [1.0, 2.0, 3.0] * 50,
+                             "y_pred": [1.5, 2.5, 2.0] * 50}), path)
+    args = ["eval", str(path), "-l", "mse", "--id", "tags", "-r", "none"]
+    msg = run_err(args + ["-f", "csv"], 3)
+    assert msg.startswith("<stdout>: cannot write the per-sample rows as CSV: ")
+    assert msg.endswith("column 'tags' (list<element: int64>) holds lists: use --format ndjson or -o FILE.parquet")
+    out = tmp_path / "rows.csv"
+    assert run_err(args + ["-o", str(out)], 3).startswith(f"-o {out}: cannot write: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lists.parquet"]
+    rows = [json.loads(line) for line in run_ok(args + ["-f", "ndjson"]).stdout.splitlines()]
+    assert len(rows) == 150 and rows[1] == {"tags": [3], "mse": 0.25}
