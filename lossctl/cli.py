@@ -247,7 +247,7 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
     """Evaluate losses on PREDICTIONS (and LABELS, aligned by row or joined with --on).
 
     PREDICTIONS and LABELS are files (.csv .tsv .csv.gz .parquet .arrow .feather .jsonl), Parquet
-    directories or globs, or - for standard input.
+    directories or globs, - for standard input, or pipes such as <(zcat preds.csv.gz).
     """
     from . import api, render
 
