@@ -304,10 +304,19 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
             res = workbench.evaluate(paths, list(losses), top=top or 0, hist=hist, progress=prog, **kwargs)
         else:
             res = api.evaluate(paths, list(losses), progress=prog, **kwargs)
+    except LossctlError:
+        if stream_rows:
+            kwargs["row_writer"].close()  # the rows before an input error are written, as they were computed
+        raise
+    except BaseException:
+        if stream_rows:
+            kwargs["row_writer"].discard()  # interrupted, or stdout gone: nothing more is written
+        raise
+    else:
+        if stream_rows:
+            kwargs["row_writer"].close()  # the rows still being encoded
     finally:
         prog.close()
-        if stream_rows:
-            kwargs["row_writer"].close()  # the rows still being encoded (also those before an input error)
     if bare:
         render.print_values(res, out)
     elif fmt == "json":

@@ -273,6 +273,12 @@ class StreamRows:
             self._write(self._csv.finish)
             self._csv = None
 
+    def discard(self) -> None:
+        """Drop what is still being encoded (an interrupted run)."""
+        if self._csv is not None:
+            self._csv.discard()
+            self._csv = None
+
     def _write(self, encoded) -> None:
         try:
             ready = encoded()

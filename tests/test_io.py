@@ -517,3 +517,20 @@ def test_a_list_column_in_per_sample_csv_is_one_input_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lists.parquet"]
     rows = [json.loads(line) for line in run_ok(args + ["-f", "ndjson"]).stdout.splitlines()]
     assert len(rows) == 150 and rows[1] == {"tags": [3], "mse": 0.25}
+
+
+def test_per_sample_csv_stream_keeps_the_rows_before_an_input_error(tmp_path):
+    """`-r none -f csv` streams rows while it reads: the rows of every batch before the one holding a missing
+    value are on stdout (encoded on two threads, written before the error line), then exit 3."""
+    from conftest import invoke
+
+    rows = [f"{i % 7},{(i % 5) / 4}" for i in range(12_000)]
+    rows[5_499] = "3,"  # row 5500: batch 6 of 1000 rows
+    path = tmp_path / "gap.csv"
+    path.write_text("y_true,y_pred\n" + "\n".join(rows) + "\n")
+    res = invoke(["eval", str(path), "-l", "mse", "-r", "none", "-f", "csv", "--batch-size", "1000"])
+    assert res.exit_code == 3 and "row 5500: missing value" in res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == '"row","mse"' and len(lines) == 1 + 5_000
+    got = [tuple(map(float, line.split(","))) for line in lines[1:]]
+    assert got == [(i + 1, (i % 7 - (i % 5) / 4) ** 2) for i in range(5_000)]
