@@ -83,6 +83,17 @@ def _to_devnull(stream) -> None:
         pass
 
 
+def write_bytes(stream: TextIO, data) -> None:
+    """UTF-8 bytes to the binary stream under a text stream (after its pending text), or decoded into a text
+    stream that has none (a StringIO)."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        stream.write(bytes(data).decode("utf-8"))
+        return
+    stream.flush()
+    raw.write(data)
+
+
 class PipeSafe:
     """Standard output for a command whose gates decide the exit code: when the reader goes away
     (`lossctl check | head -3`), the rest of the output is dropped and the command goes on, so a failed
@@ -108,18 +119,11 @@ class PipeSafe:
                 self._gone()
 
     def write_bytes(self, data) -> None:
-        """Bytes to the binary stream under the text one (its pending text first)."""
-        if self.gone:
-            return
-        try:
-            raw = getattr(self._stream, "buffer", None)
-            if raw is None:
-                self._stream.write(bytes(data).decode("utf-8"))
-            else:
-                self._stream.flush()
-                raw.write(data)
-        except BrokenPipeError:
-            self._gone()
+        if not self.gone:
+            try:
+                write_bytes(self._stream, data)
+            except BrokenPipeError:
+                self._gone()
 
     def _gone(self) -> None:
         self.gone = True
@@ -296,14 +300,8 @@ class StreamRows:
             self._emit(chunk)
 
     def _emit(self, chunk) -> None:
-        """CSV bytes to the binary stream under ``out`` (no decode and re-encode), after its pending text."""
-        out = self.out
-        if isinstance(out, PipeSafe):
-            out.write_bytes(chunk)
-            return
-        raw = getattr(out, "buffer", None)
-        if raw is None:
-            out.write(chunk.to_pybytes().decode("utf-8"))
-            return
-        out.flush()
-        raw.write(chunk)
+        """CSV bytes straight to the binary stream (no decode and re-encode)."""
+        if isinstance(self.out, PipeSafe):
+            self.out.write_bytes(chunk)  # (a reader that has gone: dropped)
+        else:
+            write_bytes(self.out, chunk)

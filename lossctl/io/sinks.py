@@ -170,9 +170,9 @@ class Sink:
                     self._csv = CsvChunks("\t" if self.fmt == "tsv" else ",")
                 for chunk in self._csv.put(batch):
                     self._fh.write(chunk)
-            except (OSError, pa.ArrowException) as exc:
-                self.abort()
-                raise InputError(f"-o {self.path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
+            except (OSError, pa.ArrowException) as exc:  # the same one-line error as the writer thread's
+                self._error = exc
+                self._raise_if_failed()
             self.rows += batch.num_rows
             return
         if self.fmt == "jsonl":  # Python code: no gain from a thread
