@@ -625,6 +625,41 @@ def test_a_file_shrinking_under_the_memory_mapped_reader_is_an_input_error(tmp_p
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+_ARROW_REWRITE_PROBE = r"""
+import os, sys
+import numpy as np
+from lossctl.io.sources import open_source
+path = sys.argv[1]
+src = open_source(path)
+it = src.batches(["y_true", "y_pred"], 1 << 16)
+first = next(it)
+expect = float(np.sum(first.column(0).to_numpy()))
+os.truncate(path, 0)          # another program rewrites the file in place while the batch is in use
+print(repr(float(np.sum(first.column(0).to_numpy())) == expect))
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_arrow_batches_are_read_into_memory_not_views_of_a_map(tmp_path, kind):
+    """An Arrow file is read batch by batch (pread), not memory-mapped: a mapped file's batches are views of
+    its pages, which stay in the process's memory to the end (peak RSS the size of the file) and end it with
+    SIGBUS if the file shrinks under them.  A batch read here must survive its file being truncated (a
+    subprocess: the mapped reader would kill the test process)."""
+    import subprocess
+
+    n = 200_000
+    y = np.random.default_rng(4).random(n)
+    tbl = pa.table({"y_true": y, "y_pred": y * 0.5})
+    path = tmp_path / f"data.{'arrow' if kind == 'file' else 'arrows'}"
+    with pa.OSFile(str(path), "wb") as sink:
+        writer = pa.ipc.new_file if kind == "file" else pa.ipc.new_stream
+        with writer(sink, tbl.schema) as w:
+            w.write_table(tbl, max_chunksize=50_000)
+    proc = subprocess.run([sys.executable, "-c", _ARROW_REWRITE_PROBE, str(path)], capture_output=True, text=True,
+                          cwd=str(Path(__file__).resolve().parents[1]), timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", (proc.returncode, proc.stderr[-500:])
+
+
 # -- CSV ranges parsed first without the null spellings ------------------------------------------------
 _CSV_TOKENS = ["", "NA", "N/A", "#N/A", "null", "NULL", "nan", "NaN", "-nan", "NAN", "+nan", "inf", "-inf",
                "1.#IND", "1", "-3", "07", "2.5", "1e3", "-0.0", "true", "false", "True", "abc", '"7"', '""',

@@ -254,7 +254,10 @@ class Source:
         return pa.input_stream(path, compression=self.compression)
 
     def _random_access(self, path: str):
-        return self.fs.open_input_file(path) if self.fs is not None else pa.memory_map(path, "r")
+        # A local Arrow file is read batch by batch into memory (pread), not memory-mapped: the batches of a
+        # map are views of its pages, which would stay in this process's memory until the end (peak RSS the
+        # size of the file: 210 MB for 10M rows of two columns, against 63 MB read this way, for ~13 ms more).
+        return self.fs.open_input_file(path) if self.fs is not None else pa.OSFile(path, "r")
 
     def _parquet(self, path: str, **kwargs):
         if self.data is None and self.fs is None:
