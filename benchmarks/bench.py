@@ -676,7 +676,9 @@ HOW = """\
   first without matching every field against pyarrow's null spellings (`null_values=[]`, ~4% fewer
   instructions); a range where that
   could differ from the default parse (a NaN in a float column, a null spelling in a text column, a
-  conversion error) is parsed again with the defaults, as are the ranges after it.
+  conversion error) is parsed again with the defaults, as are the ranges after it. Standard input and
+  pipes are cut into ranges in memory, compressed and remote files as their stream is read (ahead of the
+  parse; after gzip or bzip2, slower to decompress than to parse, each range is parsed on one thread).
 - The console script sets `OPENBLAS_THREAD_TIMEOUT=4` before NumPy loads (unless set): NumPy's idle
   OpenBLAS worker otherwise busy-waits ~0.1 s of a core after `import numpy`, a core the decoder needs.
 - A CSV of at most 512 KiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,

@@ -753,3 +753,85 @@ def test_csv_ranges_keep_the_fast_parse_for_plain_numbers_only(tmp_path, monkeyp
         assert first > 3 and len(calls) == len(batches) + 1 and len(calls) - first > 2
         p = [v for b in batches for v in b.column(1).to_pylist()]
         assert p[100] is None and p[99] == 99 / 7 and p[199] == 199 / 7 and len(p) == 200
+
+
+# -- CSV byte ranges from a map, from memory and from a stream ------------------------------------------
+_LINE = st.text(alphabet="ab,1.\r\"", max_size=12)
+
+
+def _ranges_of(kind: str, data: bytes, chunk: int) -> list[bytes]:
+    from lossctl.io import sources
+
+    if kind == "stream":
+        return [buf.to_pybytes() for buf, _ in sources._stream_ranges(pa.BufferReader(data), chunk)]
+    whole = pa.py_buffer(data)
+    got = [(buf.to_pybytes(), span) for buf, span in sources._split_ranges(
+        len(data), chunk, lambda p, e: whole.slice(p, e - p), lambda p, n: data[p: p + n], spans=True)]
+    for b, (p, e) in got:
+        assert data[p:e] == b
+    return [b for b, _ in got]
+
+
+@pytest.mark.parametrize("kind", ["stream", "split"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=_LINE, lines=st.lists(_LINE, max_size=12), end=st.sampled_from([b"", b"\n", b"\r\n"]),
+       chunk=st.sampled_from([1, 2, 3, 7, 16, 64, 1 << 20]))
+def test_byte_ranges_cover_the_lines_after_the_header_and_end_at_line_ends(kind, header, lines, end, chunk):
+    """The ranges a CSV is parsed in, from a stream (compressed files, remote files) or with random access
+    (a map, bytes in memory): together exactly the bytes after the header line, none empty, each but the
+    last ending at a line end, and each holding whole lines (lines longer than a range included)."""
+    data = "\n".join([header] + lines).encode() + (end if lines else b"")
+    ranges = _ranges_of(kind, data, chunk)
+    nl = data.find(b"\n")
+    assert b"".join(ranges) == (data[nl + 1:] if nl >= 0 else b"")
+    assert all(ranges)
+    assert all(r.endswith(b"\n") for r in ranges[:-1])
+    if chunk == 1 << 20 and ranges:
+        assert len(ranges) == 1
+
+
+@pytest.mark.parametrize("how", ["gzip", "bz2", "zstd", "stdin", "stdin-gzip", "plain"])
+def test_compressed_and_piped_csv_parsed_in_ranges_give_the_file_values_and_error_rows(tmp_path, monkeypatch,
+                                                                                       how):
+    """A compressed CSV, or one on standard input, is parsed in ranges like a local file (it was read by
+    pyarrow's single-threaded streaming reader): the same value, and an error in a later range names the
+    same row and column (a column after one not read: pyarrow numbers the file's columns)."""
+    import gzip
+
+    from click.testing import CliRunner
+
+    from lossctl.cli import cli
+    from lossctl.io import sources
+
+    monkeypatch.setattr(sources, "_CSV_RANGE_BYTES", 64 << 10)  # ~80 ranges
+    rng = np.random.default_rng(11)
+    n = 110_000  # over 4 MiB: not the whole-file reader of small files
+    y = [float(v) for v in rng.normal(size=n)]
+    rows = [f"r{i},{a!r},{a * 0.5 + 0.25!r}" for i, a in enumerate(y)]
+    text = "id,y_true,y_pred\n" + "\n".join(rows) + "\n"
+    bad_row = n - 122  # 1-based data row, in the last ranges
+    rows[bad_row - 1] = rows[bad_row - 1].rsplit(",", 1)[0] + ",oops"
+    bad = "id,y_true,y_pred\n" + "\n".join(rows) + "\n"
+    d = np.array(y) - (np.array(y) * 0.5 + 0.25)
+    want = float(np.mean(d * d))
+
+    def run(content: str, name: str):
+        raw = content.encode()
+        if how.startswith("stdin"):
+            return CliRunner().invoke(cli, ["eval", "-", "-l", "mse", "--value"],
+                                      input=gzip.compress(raw) if how == "stdin-gzip" else raw)
+        path = tmp_path / (name + {"gzip": ".csv.gz", "bz2": ".csv.bz2", "zstd": ".csv.zst", "plain": ".csv"}[how])
+        if how == "plain":
+            path.write_bytes(raw)
+        else:
+            with pa.CompressedOutputStream(str(path), how) as out:
+                out.write(raw)
+        return CliRunner().invoke(cli, ["eval", str(path), "-l", "mse", "--value"])
+
+    ok = run(text, "good")
+    assert ok.exit_code == 0, ok.output
+    assert float(ok.output) == pytest.approx(want, rel=1e-12)
+    err = run(bad, "bad")
+    assert err.exit_code == 3, err.output
+    assert f"row {bad_row}" in err.output and "'y_pred'" in err.output and "oops" in err.output, err.output
+    assert err.output.count("\n") == 1

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .._pa import load as _load_pyarrow
 from .._pa import pa  # imported on first use: a small CSV is parsed without it
@@ -27,6 +27,7 @@ from ..errors import InputError, UsageError, shown
 
 FORMATS = ("csv", "tsv", "parquet", "arrow", "jsonl")
 _COMPRESSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+_SLOW_DECODERS = ("gzip", "bz2")  # decompress slower than one thread parses CSV (see Source._csv_ranges)
 _EXT = {
     ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv",
     ".parquet": "parquet", ".pq": "parquet", ".parq": "parquet",
@@ -219,12 +220,12 @@ class Source:
                 small = self._small_csv()
                 if small is not None:
                     return small.schema
-                first = self._csv_reader(None, column_types=None).schema
+                first = self._csv_schema()
                 # the byte-range reader names the columns of every file after the first file's header:
                 # a file with other columns (or another order) would be read into the wrong columns
                 for f in self.files[1:]:
                     cur = f
-                    names = self._csv_reader(None, column_types=None, path=f).schema.names
+                    names = self._csv_schema(f).names
                     if names != first.names:
                         raise InputError(
                             f"{f}: columns {names[:20]} differ from {self.files[0]}'s {first.names[:20]}; "
@@ -269,17 +270,17 @@ class Source:
             return pq.ParquetFile(pa.BufferReader(self.data), **kwargs)
         return pq.ParquetFile(self.fs.open_input_file(path) if self.fs is not None else path, **kwargs)
 
-    def _csv_reader(self, columns, column_types, path=None):
+    def _csv_schema(self, path=None) -> pa.Schema:
+        """The header's names and the types of the first block (1 MiB; the data is read in ranges later)."""
         import pyarrow.csv as pcsv
-        block = _CSV_BLOCK if columns is not None else 1 << 20
+        block = 1 << 20
         po = pcsv.ParseOptions(delimiter=self.delimiter)
-        co = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {},
-                                 strings_can_be_null=False, quoted_strings_can_be_null=False)
+        co = pcsv.ConvertOptions(strings_can_be_null=False, quoted_strings_can_be_null=False)
         while True:
             ro = pcsv.ReadOptions(block_size=block, use_threads=True)
             try:
                 return pcsv.open_csv(self._stream(path or self.files[0]), read_options=ro, parse_options=po,
-                                     convert_options=co)
+                                     convert_options=co).schema
             except pa.ArrowInvalid as exc:
                 # a line longer than a block (a huge field): pyarrow needs every row inside one block
                 if "straddl" not in str(exc) or block >= 1 << 30:
@@ -305,8 +306,10 @@ class Source:
         return self._small
 
     def _csv_ranges(self, columns, column_types, path, chunk_bytes: int | None = None):
-        """Parse a local CSV in byte ranges split at line ends, each range with the multi-threaded
-        ``read_csv``: as fast as reading the whole file at once, with memory bounded by one range.
+        """Parse a CSV in byte ranges split at line ends, each range with the multi-threaded ``read_csv``: as
+        fast as reading the whole file at once, with memory bounded by one range.  The ranges come from a
+        memory map (a local file), from memory (standard input, a pipe) or from a stream read ahead while the
+        previous range is parsed (a compressed or remote file): see :meth:`_byte_ranges`.
 
         (The streaming ``open_csv`` reader is single-threaded, 2-3x slower; ``read_csv`` of the whole file
         holds it all in memory.)  Quoted fields holding newlines are not supported here, as in pyarrow's
@@ -315,15 +318,7 @@ class Source:
         import pyarrow.csv as pcsv
         chunk_bytes = chunk_bytes or _CSV_RANGE_BYTES
         names = self.names
-        mm = pa.OSFile(path, "r")
-        size = mm.size()
-        nl, step = -1, 1 << 20
-        while nl < 0 and step < 2 * size + (1 << 21):
-            nl = mm.read_at(min(size, step), 0).find(b"\n")  # the header line, however long
-            step *= 4
-        if nl < 0:
-            return
-        pos = nl + 1
+        where = path if self.data is None else self.display
         po = pcsv.ParseOptions(delimiter=self.delimiter)
         co = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {},
                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
@@ -335,27 +330,15 @@ class Source:
                                       strings_can_be_null=False, quoted_strings_can_be_null=False)
         null_tokens = co.null_values
         rows_before = 0
-        # The ranges are parsed straight from a memory map (no serial copy of each range before the parallel
-        # parse); the pages of a parsed range are handed back at once, so RSS holds about one range, not the file.
-        fmap = _Mapped.open(path) if size else None
 
-        def data(p: int, e: int):  # bytes [p, e) of the file as an Arrow buffer
-            if fmap is not None:
-                fmap.check(e)
-                return fmap.slice(p, e)  # zero-copy
-            with pa.OSFile(path, "r") as f:  # a file that cannot be mapped: read the range (Arrow-owned)
-                f.seek(p)
-                return f.read_buffer(e - p)
+        # A gzip or bzip2 stream decompresses slower (gzip: ~270 MB/s) than one thread parses: the reading
+        # thread is the bottleneck, and a parse on every core would take cores from it (10M rows of .csv.gz:
+        # 2.29 s parsed on the pool, 1.5 s parsed by one thread beside the decompression).
+        threads = self.compression not in _SLOW_DECODERS
 
-        def boundary(p: int) -> int:  # the end of the range that starts at p: a line end past p + chunk_bytes
-            e = min(p + chunk_bytes, size)
-            if e < size:
-                k = mm.read_at(min(1 << 20, size - e), e).find(b"\n")
-                e = size if k < 0 else e + k + 1
-            return e
-
-        def read(buf, n: int, opts):
-            ro = pcsv.ReadOptions(column_names=names, use_threads=True,
+        def read(buf, opts):
+            n = buf.size
+            ro = pcsv.ReadOptions(column_names=names, use_threads=threads,
                                   block_size=max(1 << 20, n // 4 + 1))  # 4 blocks: both cores busy
             try:
                 return pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=opts)
@@ -372,43 +355,83 @@ class Source:
         self.schema()  # (the column types of the first block: known by now for a file read in ranges)
         fast = [_numbers_only(columns, column_types or {}, self._types or {})]
 
-        def parse(p: int, e: int):
-            buf = data(p, e)
+        def parse(buf):
             if fast[0]:
                 try:
-                    tbl = read(buf, e - p, co_fast)
+                    tbl = read(buf, co_fast)
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
                     tbl = None
                 if tbl is not None and _null_free(tbl, null_tokens):
                     return tbl
                 fast[0] = False
-            return read(buf, e - p, co)
+            return read(buf, co)
 
-        # Range k+1 is parsed (in a thread, by pyarrow's pool) while the batches of range k are handed on:
-        # the parser never waits for the consumer between ranges.
-        end = boundary(pos) if pos < size else size
-        pending = _in_thread(parse, pos, end) if pos < size else None
-        while pending is not None:
-            cur, cur_end, result = pos, end, pending
-            pending = None
-            if end < size:
-                pos, end = end, boundary(end)
-                pending = _in_thread(parse, pos, end)
-            try:
-                tbl = result()
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                if "Row #" not in str(exc):  # the parallel parser does not say where: parse again serially
-                    try:
-                        ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=cur_end - cur + 1)
-                        pcsv.read_csv(pa.BufferReader(data(cur, cur_end)), read_options=ro,
-                                      parse_options=po, convert_options=co)
-                    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
-                        exc = exc2
-                raise InputError(_rewrite_arrow_error(path, exc, columns, rows_before, header=False)) from None
-            rows_before += tbl.num_rows
+        # Range k+1 is parsed (in a thread, by pyarrow's pool) while range k+2 is found (read and decompressed,
+        # for a stream) and the batches of range k are handed on: the parser never waits for the consumer.
+        ranges = self._byte_ranges(path, chunk_bytes)
+        try:
+            nxt = next(ranges, None)
+            pending = _in_thread(parse, nxt[0]) if nxt is not None else None
+            while pending is not None:
+                (buf, release), result = nxt, pending
+                pending = None
+                nxt = next(ranges, None)
+                if nxt is not None:
+                    pending = _in_thread(parse, nxt[0])
+                try:
+                    tbl = result()
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    if "Row #" not in str(exc):  # the parallel parser does not say where: parse again serially
+                        try:
+                            ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=buf.size + 1)
+                            pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po,
+                                          convert_options=co)
+                        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
+                            exc = exc2
+                    raise InputError(_rewrite_arrow_error(where, exc, names, rows_before, header=False)) from None
+                rows_before += tbl.num_rows
+                del buf
+                if release is not None:
+                    release()  # the parsed columns are new buffers: the range's bytes can go
+                yield from tbl.to_batches()  # one batch per parsed block, no copy
+        finally:
+            ranges.close()
+
+    def _byte_ranges(self, path, chunk_bytes: int):
+        """The data lines of a CSV as Arrow buffers of about ``chunk_bytes`` that end at a line end (the last
+        one maybe not), each with a function that frees it once parsed (or None); the header line is skipped.
+
+        - a local uncompressed file: zero-copy slices of a memory map, whose pages are handed back once the
+          range is parsed (RSS holds about one range, not the file);
+        - standard input or a pipe, uncompressed: zero-copy slices of the bytes already in memory;
+        - a compressed or remote file (or compressed standard input): read (and decompressed) from a stream
+          one range at a time, ahead of the parse of the range before it."""
+        if self.data is not None and self.compression is None:
+            data = pa.py_buffer(self.data)
+            raw = self.data
+            yield from _split_ranges(data.size, chunk_bytes, lambda p, e: data.slice(p, e - p),
+                                     lambda p, n: raw[p: p + n])
+            return
+        if self.data is None and self.compression is None and self.fs is None:
+            fmap = _Mapped.open(path)
             if fmap is not None:
-                fmap.release(cur, cur_end)  # the parsed columns are new buffers: drop the range's pages
-            yield from tbl.to_batches()  # one batch per parsed block, no copy
+                def slice_of(p: int, e: int):
+                    fmap.check(e)
+                    return fmap.slice(p, e)
+                whole = memoryview(fmap.whole)
+                for buf, (p, e) in _split_ranges(fmap.size, chunk_bytes, slice_of,
+                                                 lambda p, n: whole[p: p + n].tobytes(), spans=True):
+                    yield buf, functools.partial(fmap.release, p, e)
+                return
+            with pa.OSFile(path, "r") as f:  # a file that cannot be mapped (or empty): read each range
+                size = f.size()
+                def read_range(p: int, e: int):
+                    f.seek(p)
+                    return f.read_buffer(e - p)  # Arrow-owned
+                yield from _split_ranges(size, chunk_bytes, read_range, lambda p, n: f.read_at(n, p))
+            return
+        with self._stream(path) as stream:
+            yield from _stream_ranges(stream, chunk_bytes)
 
     def _json_reader(self, column_types, path=None):
         import pyarrow.json as pj
@@ -467,10 +490,7 @@ class Source:
                     it = self._small.select(columns).combine_chunks().to_batches(max_chunksize=batch_rows)
                 elif fmt in ("csv", "tsv"):
                     types = {c: pa.float64() for c in float_columns}
-                    if self.data is None and self.compression is None and getattr(self, "fs", None) is None:
-                        it = self._csv_ranges(columns, types, path)
-                    else:
-                        it = self._csv_reader(columns, types, path)
+                    it = self._csv_ranges(columns, types, path)
                 else:
                     types = {c: pa.float64() for c in float_columns}
                     it = self._json_reader(types, path)
@@ -492,7 +512,87 @@ class Source:
                 raise
             except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
                 raise InputError(_rewrite_arrow_error(path if self.data is None else self.display,
-                                                      exc, columns, self.rows)) from None
+                                                      exc, self._names or columns, self.rows)) from None
+
+
+def _find_newline(window: Callable[[int, int], bytes], p: int, size: int) -> int:
+    """The offset of the first line end at or after ``p`` in a source of ``size`` bytes (-1: none), looking
+    through ``window(p, n)`` (n bytes at p) in growing steps: a line is rarely longer than the first step."""
+    n = 4096
+    while p < size:
+        m = min(n, size - p)
+        k = window(p, m).find(b"\n")
+        if k >= 0:
+            return p + k
+        p += m
+        n *= 4
+    return -1
+
+
+def _split_ranges(size: int, chunk_bytes: int, slice_of: Callable[[int, int], Any],
+                  window: Callable[[int, int], bytes], spans: bool = False) -> Iterator[tuple]:
+    """The ranges of a byte source with random access, after its header line: each ends at the first line
+    end past ``chunk_bytes`` from its start (the last at the end), as ``(slice_of(p, e), None)``, or
+    ``(slice_of(p, e), (p, e))`` with ``spans``."""
+    nl = _find_newline(window, 0, size)
+    if nl < 0:
+        return  # a header and no line end: no rows
+    pos = nl + 1
+    while pos < size:
+        e = pos + chunk_bytes
+        if e < size:
+            k = _find_newline(window, e, size)
+            e = size if k < 0 else k + 1
+        else:
+            e = size
+        yield slice_of(pos, e), ((pos, e) if spans else None)
+        pos = e
+
+
+def _stream_ranges(stream, chunk_bytes: int) -> Iterator[tuple]:
+    """The ranges of a stream (decompressed, or remote) after its header line, as ``(buffer, None)``: each is
+    read straight into a new Arrow buffer behind the unfinished line the previous read ended with, and ends
+    at the last line end read (the last range at the end of the stream)."""
+    import numpy as np
+    carry = b""  # the start of a line the previous read did not finish
+    header = True
+    while True:
+        size = len(carry) + chunk_bytes
+        buf = pa.allocate_buffer(size)
+        view = np.frombuffer(buf, dtype=np.uint8)
+        view[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
+        n = len(carry)
+        while n < size:
+            got = stream.readinto(view[n:])
+            if not got:
+                break
+            n += got
+        last = n < size
+        start = 0
+        if header:
+            k = _find_newline(lambda p, m: view[p: p + m].tobytes(), 0, n)
+            if k < 0:
+                if last:
+                    return  # a header and no line end: no rows
+                carry = view[:n].tobytes()
+                continue
+            start, header = k + 1, False
+        if last:
+            if n > start:
+                yield buf.slice(start, n - start), None
+            return
+        # the last line end read: usually within the last line's length of the end
+        lo = max(start, n - 65536)
+        ends = np.flatnonzero(view[lo:n] == 10)
+        if not len(ends) and lo > start:
+            ends = np.flatnonzero(view[start:lo] == 10)
+            lo = start
+        if not len(ends):
+            carry = view[start:n].tobytes()  # no line end yet: a line longer than a range
+            continue
+        k = lo + int(ends[-1])
+        carry = view[k + 1: n].tobytes()
+        yield buf.slice(start, k + 1 - start), None
 
 
 def _numbers_only(columns: Sequence[str], column_types: dict, types: dict) -> bool:
@@ -847,7 +947,10 @@ _CSV_CONV = re.compile(r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion e
 
 def _rewrite_arrow_error(path: str, exc: BaseException, columns: Sequence[str], rows_before: int,
                          header: bool = True, what: str = "cannot read") -> str:
-    """Turn pyarrow's reader errors into 'FILE, column 'C', row N: ...' where the message allows."""
+    """Turn pyarrow's reader errors into 'FILE, column 'C', row N: ...' where the message allows.
+
+    ``columns``: the names of all the file's columns, in file order (pyarrow's CSV messages number the
+    file's columns, whichever of them are read)."""
     text = str(exc)
     if isinstance(exc, MemoryError):
         return f"{path}: cannot read: out of memory ({_short(exc)}); is the file corrupt?"
