@@ -669,7 +669,8 @@ HOW = """\
 - Parquet through pyarrow's `ParquetReader` (what `ParquetFile` wraps): a row group whose selected columns
   decode to at most 32 MiB is read whole (its columns decoded in parallel) from a read-only memory map of
   the file, whose pages are released once the row group is decoded, and sliced into batches; larger ones
-  are read page by page (`iter_batches`, 1 MiB read buffer); no `pyarrow.dataset`, no pandas, not even
+  are read page by page (`iter_batches`, 1 MiB read buffer); consecutive small row groups are read
+  together, up to four batches of rows; no `pyarrow.dataset`, no pandas, not even
   `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
 - CSV in 8 MiB byte ranges split at line ends, each parsed by pyarrow's multi-threaded `read_csv` straight
   from a memory map (the pages of a parsed range are released at once); columns of numbers are parsed

@@ -805,15 +805,40 @@ class _LocalParquet:
             reader = ParquetReader()
             reader.open(mapped.file, pre_buffer=False, buffer_size=0, metadata=self.reader.metadata)  # no 2nd parse
         md = self.reader.metadata
-        for g in groups:
+        for run in _runs_of_groups(md, list(groups), idx, 4 * batch_size):
             if mapped is not None:
-                start, end = _chunk_range(md.row_group(g), idx)
+                spans = [_chunk_range(md.row_group(g), idx) for g in run]
+                start, end = min(a for a, _ in spans), max(b for _, b in spans)
                 mapped.check(end)
-            table = reader.read_row_group(g, column_indices=idx, use_threads=use_threads)
+            if len(run) == 1:
+                table = reader.read_row_group(run[0], column_indices=idx, use_threads=use_threads)
+            else:  # small row groups: one read, combined into one chunk (a copy) to be cut into whole batches
+                table = reader.read_row_groups(run, column_indices=idx, use_threads=use_threads).combine_chunks()
             if mapped is not None:  # decoded (copied out): the group's file pages can leave our memory
                 mapped.release(start, end)
             yield from table.to_batches(max_chunksize=batch_size)
             del table
+
+
+def _runs_of_groups(md, groups: list, idx, max_rows: int) -> Iterator[list]:
+    """Consecutive row groups read together: up to ``max_rows`` rows and _WHOLE_GROUP_BYTES of selected
+    columns (a group over either is read alone).  A file of small row groups (a streaming writer's, or one
+    written with a small ``row_group_size``) would otherwise cost a read and a batch per row group: 10M rows
+    in 10k-row groups took 0.37 s, 0.22 s read in runs of 4 batches (polars 0.24 s; 1M-row groups: 0.20 s)."""
+    run: list = []
+    rows = size = 0
+    for g in groups:
+        rg = md.row_group(g)
+        n = rg.num_rows
+        b = sum(rg.column(j).total_uncompressed_size for j in (range(rg.num_columns) if idx is None else idx))
+        if run and (rows + n > max_rows or size + b > _WHOLE_GROUP_BYTES):
+            yield run
+            run, rows, size = [], 0, 0
+        run.append(g)
+        rows += n
+        size += b
+    if run:
+        yield run
 
 
 def _chunk_range(rg, idx) -> tuple[int, int]:
