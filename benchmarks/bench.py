@@ -680,6 +680,7 @@ HOW = """\
   conversion error) is parsed again with the defaults, as are the ranges after it. Standard input and
   pipes are cut into ranges in memory, compressed and remote files as their stream is read (ahead of the
   parse; after gzip or bzip2, slower to decompress than to parse, each range is parsed on one thread).
+  JSON Lines are parsed in ranges the same way (`read_json`), only the columns read.
 - The console script sets `OPENBLAS_THREAD_TIMEOUT=4` before NumPy loads (unless set): NumPy's idle
   OpenBLAS worker otherwise busy-waits ~0.1 s of a core after `import numpy`, a core the decoder needs.
 - A CSV of at most 512 KiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,

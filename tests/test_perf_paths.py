@@ -854,3 +854,50 @@ def test_compressed_and_piped_csv_parsed_in_ranges_give_the_file_values_and_erro
     assert err.exit_code == 3, err.output
     assert f"row {bad_row}" in err.output and "'y_pred'" in err.output and "oops" in err.output, err.output
     assert err.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("how", ["file", "gzip", "stdin"])
+def test_json_lines_parsed_in_ranges_give_the_parquet_values_and_error_rows(tmp_path, monkeypatch, how):
+    """JSON Lines are parsed in ranges (the streaming reader was single-threaded): values equal the same rows
+    read from Parquet, only the columns read are parsed past the first block (a column that is not read
+    and changes type later is no error), and an error in a later range names its row counted from the
+    start of the file."""
+    import gzip
+    import json
+
+    from click.testing import CliRunner
+
+    from lossctl.cli import cli
+    from lossctl.io import sources
+
+    monkeypatch.setattr(sources, "_CSV_RANGE_BYTES", 64 << 10)
+    rng = np.random.default_rng(21)
+    n = 60_000
+    y = rng.random(n)
+    p = np.clip(y * 0.8 + rng.random(n) * 0.2, 0.001, 0.999)
+    labels = (y > 0.5).astype(int)
+    rows = [{"id": f"r{i}", "note": (i if i < 20_000 else "text"), "y_true": int(labels[i]), "p": float(p[i]),
+             "cls": ["neg", "pos"][labels[i]]} for i in range(n)]
+    pq.write_table(pa.table({"y_true": labels, "p": p, "cls": [r["cls"] for r in rows]}), tmp_path / "same.parquet")
+
+    def run(lines: list, name: str, *args):
+        raw = "".join(json.dumps(r) + "\n" for r in lines).encode()
+        if how == "stdin":
+            return CliRunner().invoke(cli, ["eval", "-", "--input-format", "jsonl", *args], input=raw)
+        path = tmp_path / (name + (".jsonl.gz" if how == "gzip" else ".jsonl"))
+        path.write_bytes(gzip.compress(raw) if how == "gzip" else raw)
+        return CliRunner().invoke(cli, ["eval", str(path), *args])
+
+    for args in (["-l", "log_loss,brier", "--pred", "p", "--target", "y_true"],
+                 ["-l", "log_loss", "--pred", "p", "--target", "cls", "--classes", "neg,pos"]):
+        got = run(rows, "good", *args, "--value")
+        want = CliRunner().invoke(cli, ["eval", str(tmp_path / "same.parquet"), *args, "--value"])
+        assert got.exit_code == 0 and want.exit_code == 0, (got.output, want.output)
+        assert [float(v) for v in got.output.split()] == pytest.approx([float(v) for v in want.output.split()],
+                                                                          rel=1e-12)
+    bad_row = n - 77  # 1-based
+    rows[bad_row - 1] = dict(rows[bad_row - 1], p="high")
+    err = run(rows, "bad", "-l", "log_loss", "--pred", "p", "--target", "y_true")
+    assert err.exit_code == 3, err.output
+    assert f"row {bad_row}" in err.output and "'p'" in err.output, err.output
+    assert err.output.count("\n") == 1
