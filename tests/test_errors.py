@@ -484,10 +484,10 @@ def test_large_csv_quoted_line_break_split_by_the_range_reader(tmp_path):
     cut = text.index('"aaaa') + 3 - (text.index("\n") + 1)
     types = {"y_pred": pa.float64(), "y_true": pa.float64()}
     with pytest.raises(InputError) as err:
-        list(src._csv_ranges(["y_pred", "y_true"], types, str(path), chunk_bytes=cut))
+        list(src._csv_ranges(["y_pred", "y_true"], types, [str(path)], chunk_bytes=cut))
     msg = str(err.value)
     _where(msg, file=path, row=901)
     assert "line breaks" in msg and "Parquet" in msg
     # without a cut inside the quotes the same reader reads it (and agrees with the one-block reader)
-    rows = sum(b.num_rows for b in src._csv_ranges(["y_pred", "y_true"], types, str(path), chunk_bytes=1 << 20))
+    rows = sum(b.num_rows for b in src._csv_ranges(["y_pred", "y_true"], types, [str(path)], chunk_bytes=1 << 20))
     assert rows == 1001

@@ -377,7 +377,7 @@ def test_a_line_longer_than_a_range_and_errors_after_it_are_located(tmp_path, mo
     got = []
     with pytest.raises(lossctl.errors.InputError, match=r"row 25001"):
         for b in src._csv_ranges(["y_true", "y_pred"], {"y_true": pa.float64(), "y_pred": pa.float64()},
-                                 str(path), chunk_bytes=4096):
+                                 [str(path)], chunk_bytes=4096):
             got.extend(b.column(0).to_pylist())
     # the ranges before the one holding the bad row arrived whole and in file order
     want = [float(r.split(",")[0]) for r in rows[:25_000]]
@@ -702,7 +702,7 @@ def _csv_range_table(path, columns, types, fast, monkeypatch):
         monkeypatch.setattr(sources, "_numbers_only", lambda *a: True)
     src = sources.open_source(str(path))
     try:
-        batches = list(src._csv_ranges(columns, types, str(path), chunk_bytes=48))
+        batches = list(src._csv_ranges(columns, types, [str(path)], chunk_bytes=48))
     except lossctl.errors.InputError as exc:
         return ("error", str(exc)), used
     finally:
@@ -753,7 +753,7 @@ def test_csv_ranges_keep_the_fast_parse_for_plain_numbers_only(tmp_path, monkeyp
         src = sources.open_source(str(path))
         src.schema()  # (a small file's schema comes from a parse of its own)
         calls.clear()
-        return [b for b in src._csv_ranges(columns, types, str(path), chunk_bytes=512)]
+        return [b for b in src._csv_ranges(columns, types, [str(path)], chunk_bytes=512)]
 
     plain = tmp_path / "plain.csv"
     plain.write_text("id,y,p\n" + "".join(f"r{i},{i % 2},{i / 7!r}\n" for i in range(200)))
@@ -901,3 +901,63 @@ def test_json_lines_parsed_in_ranges_give_the_parquet_values_and_error_rows(tmp_
     assert err.exit_code == 3, err.output
     assert f"row {bad_row}" in err.output and "'p'" in err.output, err.output
     assert err.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_dataset_of_text_files_is_one_pipeline_of_ranges_with_errors_located_per_file(tmp_path, monkeypatch,
+                                                                                        fmt):
+    """The files of a CSV / JSON Lines dataset go through one pipeline of byte ranges: the values are those
+    of the rows in one file, an error names its file and its row in that file, and a CSV file whose header
+    differs from the first file's (read from its header line alone) is refused, naming it; the same names
+    quoted are the same header."""
+    import json
+
+    from click.testing import CliRunner
+
+    from lossctl.cli import cli
+    from lossctl.io import sources
+
+    monkeypatch.setattr(sources, "_CSV_RANGE_BYTES", 16 << 10)
+    rng = np.random.default_rng(8)
+    sizes = [30_000, 25_000, 35_000]
+    data = [(rng.normal(size=k), rng.normal(size=k)) for k in sizes]
+
+    def lines(t, p, bad_at=None):
+        if fmt == "csv":
+            out = [f"{a!r},{b!r}" for a, b in zip(t.tolist(), p.tolist())]
+            if bad_at:
+                out[bad_at - 1] = out[bad_at - 1].split(",")[0] + ",x1"
+            return out
+        out = [json.dumps({"y_true": a, "y_pred": b}) for a, b in zip(t.tolist(), p.tolist())]
+        if bad_at:
+            out[bad_at - 1] = json.dumps({"y_true": 1.0, "y_pred": [1]})
+        return out
+
+    def write_all(d, bad=None, header2="y_true,y_pred"):
+        d.mkdir()
+        for k, (t, p) in enumerate(data):
+            rows = lines(t, p, bad[1] if bad and bad[0] == k else None)
+            head = ([header2 if k == 2 else "y_true,y_pred"] if fmt == "csv" else [])
+            (d / f"part-{k}.{fmt}").write_text("\n".join(head + rows) + "\n")
+
+    def run(d):
+        return CliRunner().invoke(cli, ["eval", str(d), "-l", "mse,mae", "--value"])
+
+    t = np.concatenate([a for a, _ in data])
+    p = np.concatenate([b for _, b in data])
+    good = tmp_path / "good"
+    write_all(good, header2='"y_true","y_pred"' if fmt == "csv" else "")
+    res = run(good)
+    assert res.exit_code == 0, res.output
+    assert [float(v) for v in res.output.split()] == pytest.approx(
+        [float(np.mean((p - t) ** 2)), float(np.mean(np.abs(p - t)))], rel=1e-12)
+    bad = tmp_path / "bad"
+    write_all(bad, bad=(1, 20_001))
+    res = run(bad)
+    assert res.exit_code == 3 and res.output.count("\n") == 1, res.output
+    assert str(bad / f"part-1.{fmt}") in res.output and "row 20001" in res.output, res.output
+    if fmt == "csv":
+        other = tmp_path / "other"
+        write_all(other, header2="y_pred,y_true")
+        res = run(other)
+        assert res.exit_code == 3 and str(other / "part-2.csv") in res.output and "share one header" in res.output

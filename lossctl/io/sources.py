@@ -224,7 +224,7 @@ class Source:
                 # a file with other columns (or another order) would be read into the wrong columns
                 for f in self.files[1:]:
                     cur = f
-                    names = self._csv_schema(f).names
+                    names = self._csv_header(f)
                     if names != first.names:
                         raise InputError(
                             f"{f}: columns {names[:20]} differ from {self.files[0]}'s {first.names[:20]}; "
@@ -286,6 +286,23 @@ class Source:
                     raise
                 block *= 4
 
+    def _csv_header(self, path: str) -> list[str]:
+        """The names in a CSV file's header line, read alone (a dataset's later files: their types come from
+        the first file, so parsing a block of each, as a schema read does, only costs: 100 files of 100k rows
+        spent 0.38 s there)."""
+        import pyarrow.csv as pcsv
+        with self._stream(path) as f:
+            head = b""
+            while b"\n" not in head:
+                more = f.read(1 << 16)
+                if not more:
+                    break
+                head += more
+        line = head[: head.find(b"\n") + 1] if b"\n" in head else head
+        ro = pcsv.ReadOptions(block_size=len(line) + 1, use_threads=False)
+        return pcsv.read_csv(pa.BufferReader(line), read_options=ro,
+                             parse_options=pcsv.ParseOptions(delimiter=self.delimiter)).schema.names
+
     def _small_csv(self):
         """Read a small local CSV (< 4 MiB) whole, once, as one block: the one-liner fast path (the schema
         and the data come from a single parse, and type inference sees every row)."""
@@ -304,7 +321,7 @@ class Source:
         self._small = pcsv.read_csv(src, read_options=ro, parse_options=po, convert_options=co)
         return self._small
 
-    def _csv_ranges(self, columns, column_types, path, chunk_bytes: int | None = None):
+    def _csv_ranges(self, columns, column_types, paths: Sequence[str], chunk_bytes: int | None = None):
         """Parse a CSV in byte ranges split at line ends, each range with the multi-threaded ``read_csv``: as
         fast as reading the whole file at once, with memory bounded by one range.  The ranges come from a
         memory map (a local file), from memory (standard input, a pipe) or from a stream read ahead while the
@@ -317,7 +334,6 @@ class Source:
         import pyarrow.csv as pcsv
         chunk_bytes = chunk_bytes or _CSV_RANGE_BYTES
         names = self.names
-        where = path if self.data is None else self.display
         po = pcsv.ParseOptions(delimiter=self.delimiter)
         co = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {},
                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
@@ -367,16 +383,18 @@ class Source:
 
         # Range k+1 is parsed (in a thread, by pyarrow's pool) while range k+2 is found (read and decompressed,
         # for a stream) and the batches of range k are handed on: the parser never waits for the consumer.
-        ranges = self._byte_ranges(path, chunk_bytes)
+        # The ranges of a dataset's files follow each other in one pipeline.
+        ranges = self._ranges_of_files(paths, chunk_bytes)
         try:
             nxt = next(ranges, None)
-            pending = _in_thread(parse, nxt[0]) if nxt is not None else None
+            pending = _in_thread(parse, nxt[1]) if nxt is not None else None
             while pending is not None:
-                (buf, release), result = nxt, pending
+                (path, buf, release, rows_before), result = nxt, pending
+                where = path if self.data is None else self.display
                 pending = None
                 nxt = next(ranges, None)
                 if nxt is not None:
-                    pending = _in_thread(parse, nxt[0])
+                    pending = _in_thread(parse, nxt[1])
                 try:
                     tbl = result()
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -387,14 +405,22 @@ class Source:
                                           convert_options=co)
                         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
                             exc = exc2
-                    raise InputError(_rewrite_arrow_error(where, exc, names, rows_before, header=False)) from None
-                rows_before += tbl.num_rows
+                    raise InputError(_rewrite_arrow_error(where, exc, names, rows_before[0], header=False)) from None
+                rows_before[0] += tbl.num_rows
                 del buf
                 if release is not None:
                     release()  # the parsed columns are new buffers: the range's bytes can go
                 yield from tbl.to_batches()  # one batch per parsed block, no copy
         finally:
             ranges.close()
+
+    def _ranges_of_files(self, paths: Sequence[str], chunk_bytes: int, header: bool = True):
+        """The byte ranges of each file in turn, as ``(path, buffer, release, rows_before)``: ``rows_before``
+        is a one-item list the reader adds each range's rows to (the rows of that file before the range)."""
+        for path in paths:
+            rows_before = [0]
+            for buf, release in self._byte_ranges(path, chunk_bytes, header=header):
+                yield path, buf, release, rows_before
 
     def _byte_ranges(self, path, chunk_bytes: int, header: bool = True):
         """The data lines of a CSV as Arrow buffers of about ``chunk_bytes`` that end at a line end (the last
@@ -440,14 +466,13 @@ class Source:
         ro = pj.ReadOptions(block_size=1 << 20, use_threads=True)
         return pj.open_json(self._stream(self.files[0]), read_options=ro).schema
 
-    def _json_ranges(self, columns, column_types, path, chunk_bytes: int | None = None):
+    def _json_ranges(self, columns, column_types, paths: Sequence[str], chunk_bytes: int | None = None):
         """Parse JSON Lines in byte ranges split at line ends, each with the multi-threaded ``read_json``
         (the streaming ``open_json`` is single-threaded: 1M rows took 0.30 s, 0.18 s in ranges).  Only the
         columns read are parsed, with their types fixed (float64 where lossctl wants floats, else the type
         in the first block, as the streaming reader fixed them), so every range gives the same schema."""
         import pyarrow.json as pj
         chunk_bytes = chunk_bytes or _CSV_RANGE_BYTES
-        where = path if self.data is None else self.display
         types = {c: column_types.get(c) or self.type_of(c) for c in columns if c in self.names}
         if any(pa.types.is_null(t) for t in types.values()):
             # a read column with no value in the first block: its type is inferred range by range
@@ -461,17 +486,17 @@ class Source:
             ro = pj.ReadOptions(use_threads=threads, block_size=max(1 << 20, n // 4 + 1) if threads else n + 1)
             return pj.read_json(pa.BufferReader(buf), read_options=ro, parse_options=po)
 
-        rows_before = 0
-        ranges = self._byte_ranges(path, chunk_bytes, header=False)
+        ranges = self._ranges_of_files(paths, chunk_bytes, header=False)
         try:
             nxt = next(ranges, None)
-            pending = _in_thread(read, nxt[0]) if nxt is not None else None
+            pending = _in_thread(read, nxt[1]) if nxt is not None else None
             while pending is not None:
-                (buf, release), result = nxt, pending
+                (path, buf, release, rows_before), result = nxt, pending
+                where = path if self.data is None else self.display
                 pending = None
                 nxt = next(ranges, None)
                 if nxt is not None:
-                    pending = _in_thread(read, nxt[0])
+                    pending = _in_thread(read, nxt[1])
                 try:
                     tbl = result()
                 except pa.ArrowInvalid as exc:
@@ -479,12 +504,15 @@ class Source:
                         read(buf, threads=False)
                     except pa.ArrowInvalid as exc2:
                         exc = exc2
-                    raise InputError(_rewrite_arrow_error(where, exc, [], rows_before)) from None
-                rows_before += tbl.num_rows
+                    raise InputError(_rewrite_arrow_error(where, exc, [], rows_before[0])) from None
+                rows_before[0] += tbl.num_rows
                 del buf
                 if release is not None:
                     release()
-                yield from tbl.to_batches()
+                missing = [c for c in columns if c not in tbl.schema.names]
+                if missing:
+                    raise InputError(f"{where}: column {missing[0]!r} missing in part of the file")
+                yield from tbl.select(columns).to_batches()
         finally:
             ranges.close()
 
@@ -518,6 +546,26 @@ class Source:
                     yield b
                 return
         _load_pyarrow()
+        if fmt in ("csv", "tsv", "jsonl") and not (fmt != "jsonl" and self._small_csv() is not None):
+            # a dataset's files in one pipeline of byte ranges: the parse of a file's first range overlaps
+            # the end of the file before it (100 CSV files of 100k rows: 0.91 -> 0.79 s)
+            types = {c: pa.float64() for c in float_columns}
+            reader = self._json_ranges if fmt == "jsonl" else self._csv_ranges
+            try:
+                for b in reader(columns, types, self.files):
+                    if b.num_rows == 0:
+                        continue
+                    self.rows += b.num_rows
+                    if b.num_rows > batch_rows:
+                        for off in range(0, b.num_rows, batch_rows):
+                            yield b.slice(off, batch_rows)
+                    else:
+                        yield b
+            except InputError:
+                raise
+            except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
+                raise InputError(_rewrite_arrow_error(self.display, exc, self._names or columns, self.rows)) from None
+            return
         for path in self.files:
             try:
                 if fmt == "parquet":
@@ -534,16 +582,10 @@ class Source:
                         it = (rd.get_batch(i) for i in range(rd.num_record_batches))
                     else:
                         it = iter(rd)
-                elif fmt in ("csv", "tsv") and self._small_csv() is not None:
+                else:  # a small CSV, read whole once
                     it = self._small.select(columns).combine_chunks().to_batches(max_chunksize=batch_rows)
-                elif fmt in ("csv", "tsv"):
-                    types = {c: pa.float64() for c in float_columns}
-                    it = self._csv_ranges(columns, types, path)
-                else:
-                    types = {c: pa.float64() for c in float_columns}
-                    it = self._json_ranges(columns, types, path)
                 for b in it:
-                    if fmt in ("arrow", "jsonl"):
+                    if fmt == "arrow":
                         missing = [c for c in columns if c not in b.schema.names]
                         if missing:
                             raise InputError(f"{path}: column {missing[0]!r} missing in part of the file")
