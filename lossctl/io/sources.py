@@ -247,8 +247,11 @@ class Source:
     # -- readers --------------------------------------------------------------------------------
     def _stream(self, path: str):
         if self.data is not None:
-            return pa.BufferReader(self.data) if self.compression is None else pa.CompressedInputStream(
-                pa.BufferReader(self.data), self.compression)
+            if self.compression is None:
+                return pa.BufferReader(self.data)
+            raw = (pa.PythonFile(io.BufferedReader(_SpooledReader(self.data), 1 << 20), mode="r")
+                   if isinstance(self.data, _mmap.mmap) else pa.BufferReader(self.data))
+            return pa.CompressedInputStream(raw, self.compression)
         if self.fs is not None:
             return self.fs.open_input_stream(path, compression=self.compression)
         return pa.input_stream(path, compression=self.compression)
@@ -434,8 +437,15 @@ class Source:
         if self.data is not None and self.compression is None:
             data = pa.py_buffer(self.data)
             raw = self.data
-            yield from _split_ranges(data.size, chunk_bytes, lambda p, e: data.slice(p, e - p),
-                                     lambda p, n: raw[p: p + n], header=header)
+            ranges = _split_ranges(data.size, chunk_bytes, lambda p, e: data.slice(p, e - p),
+                                   lambda p, n: raw[p: p + n], spans=True, header=header)
+            if not isinstance(raw, _mmap.mmap):
+                for buf, _ in ranges:
+                    yield buf, None
+                return
+            for buf, (p, e) in ranges:  # a spooled pipe: hand back the pages of each range once parsed
+                lo = p // _mmap.PAGESIZE * _mmap.PAGESIZE
+                yield buf, functools.partial(raw.madvise, _mmap.MADV_DONTNEED, lo, e - lo)
             return
         if self.data is None and self.compression is None and self.fs is None:
             fmap = _Mapped.open(path)
@@ -1221,14 +1231,67 @@ def _is_stream(path: str) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _read_once(path: str) -> bytes:
+_SPOOL_AFTER = 64 << 20  # a pipe's bytes beyond this go to a temporary file (see _read_all)
+
+
+class _SpooledReader(io.RawIOBase):
+    """A spooled pipe's map read as a stream (by a decompressor) that hands back the pages behind it."""
+
+    def __init__(self, mm: _mmap.mmap):
+        super().__init__()
+        self.mm = mm
+        self.pos = self.freed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), len(self.mm) - self.pos)
+        b[:n] = self.mm[self.pos: self.pos + n]
+        self.pos += n
+        if self.pos - self.freed >= 8 << 20:  # every 8 MiB read: give back the pages read
+            hi = self.pos // _mmap.PAGESIZE * _mmap.PAGESIZE
+            self.mm.madvise(_mmap.MADV_DONTNEED, self.freed, hi - self.freed)
+            self.freed = hi
+        return n
+
+
+def _read_all(fh, name: str):
+    """All the bytes of a pipe: up to _SPOOL_AFTER in memory; a longer input is written on to an unnamed
+    temporary file (TMPDIR) and mapped read-only, so that the parse, which hands back the pages of each
+    range it has parsed, holds about one range in memory instead of the whole input (a 392 MB CSV through
+    `cat`: peak RSS 519 -> 112 MB, 1.68 -> 1.10 s).  Bytes-like either way (len, slices, find, buffer)."""
+    chunks, size = [], 0
+    while size <= _SPOOL_AFTER:
+        chunk = fh.read(min(1 << 20, _SPOOL_AFTER + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    import shutil
+    import tempfile
+    try:
+        with tempfile.TemporaryFile(prefix="lossctl-pipe-") as tmp:
+            for chunk in chunks:
+                tmp.write(chunk)
+            del chunks, chunk
+            shutil.copyfileobj(fh, tmp, 8 << 20)
+            tmp.flush()
+            return _mmap.mmap(tmp.fileno(), 0, access=_mmap.ACCESS_READ)  # (the map keeps the file)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot keep the input in a temporary file ({exc.strerror}; TMPDIR="
+                         f"{tempfile.gettempdir()}); free space there, set TMPDIR, or write the input to a "
+                         f"file first") from None
+
+
+def _read_once(path: str):
     if path == "-":
-        return sys.stdin.buffer.read()
+        return _read_all(sys.stdin.buffer, "<stdin>")
     if _READ_ONCE is not None and path in _READ_ONCE:
         return _READ_ONCE[path]
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = _read_all(fh, path)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     if _READ_ONCE is not None:
