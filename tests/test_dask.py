@@ -478,7 +478,9 @@ def test_too_many_label_names_is_an_input_error_on_both_engines(client, tmp_path
     dist = run_err(["eval", d, "-l", "cross_entropy", "--pred", "logit_*", "--target", "species", "--scheduler",
                     client.scheduler.address], 3)
     row = SIZES[0] + SIZES[1] + 3
-    assert local.startswith(f"{d}, column 'species', row {row}: label 'dog' is not among the classes")
+    # (the small files' rows are read as one batch locally too, so the wording is the whole-batch check's)
+    assert local.startswith(f"{d}, column 'species', row {row}: 4 distinct labels (ant, bee, cat, dog) but the "
+                            f"scores have 3 columns; label 'dog' is one too many")
     # the fragment's first batch already holds four names, so its wording is the whole-input check's
     assert dist.startswith(f"{os.path.join(d, 'part-2.parquet')}, column 'species', row 3: 4 distinct labels "
                            f"(ant, bee, cat, dog) but the scores have 3 columns; label 'dog' is one too many")
