@@ -15,7 +15,10 @@ data was generated), so a fast wrong answer is visible.
 
 Jobs: startup (--help, a 1,000-row CSV, `python -c pass` and a hand-written one-liner as the floor),
 mse / log_loss / xent on Parquet and CSV, five losses in one run vs one, per-sample output to Parquet,
-and with --large: flat memory over 100M rows in 10 Parquet files, and the progress bar's cost (stderr on
+"inputs" (MSE of the regression rows read as .csv.gz, .csv.zst, CSV on standard input through `cat`,
+Parquet of 10k-row row groups, a directory of 100 CSV files, JSON Lines (the first 10% of the rows) and an
+Arrow IPC file, each against polars and DuckDB; a peer that cannot read a kind says "not supported"), and
+with --large: flat memory over 100M rows in 10 Parquet files, and the progress bar's cost (stderr on
 a pseudo-terminal, benchmarks/_tty.py).  The "Targets" section gives a PASS/FAIL verdict with the ratio
 for every target of issue 4.  Children run with bytecode caching on (PYTHONDONTWRITEBYTECODE removed).
 
@@ -48,9 +51,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import datagen  # noqa: E402
-from peers import PEERS, REQUIRES  # noqa: E402
+from peers import PEERS, REQUIRES, unsupported  # noqa: E402
 
-ALL_JOBS = ["startup", "mse", "log_loss", "xent", "five", "per_sample", "large", "progress"]
+ALL_JOBS = ["startup", "mse", "log_loss", "xent", "five", "per_sample", "inputs", "large", "progress"]
 LARGE_JOBS = ("large", "progress")  # need the 100M-row dataset: only with --large (or --jobs)
 PEER_NAMES = list(PEERS)
 FIVE = "mse,mae,huber,rmse,quadratic"
@@ -73,7 +76,7 @@ class Entry:
     role: str = "peer"  # "lossctl", "peer" or "base"
     parse: str | None = "value"  # "value": numbers on stdout; "rows": check the output file; None
     ref: float | None = None  # NumPy reference for the first value
-    missing: str | None = None  # e.g. "not installed (polars)"
+    missing: str | None = None  # why it does not run: "not installed (polars)", "not supported: ..."
     out: str | None = None  # per-sample output file (parse == "rows")
     walls: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
@@ -85,7 +88,7 @@ class Entry:
 @dataclass
 class Job:
     key: str
-    fmt: str  # "parquet", "csv" or "-"
+    fmt: str  # "parquet", "csv" or "-"; for the inputs job the input kind ("csv.gz", "stdin", ...)
     title: str
     subject: str  # label of the entry whose wall/RSS is the numerator of the ratio columns
     entries: list[Entry]
@@ -114,9 +117,25 @@ def peer_missing(name: str) -> str | None:
     return f"not installed ({', '.join(gone)})" if gone else None
 
 
-def peer_entry(name: str, job: str, path: str, ref: float | None) -> Entry:
-    missing = peer_missing(name)
+def peer_unsupported(name: str, path: str) -> str | None:
+    """"not supported: <why>" when peers.py knows `name` cannot read the input at `path` (repo-relative)."""
+    why = unsupported(name, path if path == "-" else str(REPO / path))
+    return f"not supported: {why}" if why else None
+
+
+def piped(src: str, argv: list[str]) -> list[str]:
+    """`cat src | argv` through sh, so the command's standard input is a real pipe."""
+    return ["sh", "-c", f"cat {shlex.quote(src)} | {shlex.join(argv)}"]
+
+
+def peer_entry(name: str, job: str, path: str, ref: float | None, stdin_from: str | None = None) -> Entry:
+    """A peer's row; with stdin_from, the peer reads `-` (standard input) from `cat stdin_from`."""
+    if stdin_from is not None:
+        path = "-"
+    missing = peer_missing(name) or peer_unsupported(name, path)
     argv = [sys.executable, str(HERE / "peers.py"), name, job, path]
+    if stdin_from is not None:
+        argv = piped(stdin_from, argv)
     return Entry(name, None if missing else argv, ref=ref, missing=missing)
 
 
@@ -207,6 +226,9 @@ def build_jobs(a, lossctl: list[str], data: dict) -> list[Job]:
                                                f"{fmt_label(fmt)}", "lossctl", es,
                             note="`-r none -o out.parquet`; value check: mean of the written column."))
 
+    if "inputs" in a.jobs:
+        jobs += inputs_jobs(lossctl, data, peers)
+
     if "large" in a.jobs:
         big, d = data["large"], data["regression"]
         largs = ["-l", "mse", "--pred", "y_pred", "--target", "y_true", "--value"]
@@ -239,8 +261,62 @@ def build_jobs(a, lossctl: list[str], data: dict) -> list[Job]:
     return jobs
 
 
+def inputs_jobs(lossctl: list[str], data: dict, peers: list[str]) -> list[Job]:
+    """The inputs job: MSE of the regression rows in other input kinds, one table per kind."""
+    inp = data["inputs"]
+    largs = ["-l", "mse", "--pred", "y_pred", "--target", "y_true", "--value"]
+    rows, sub = inp["rows"], inp["jsonl_rows"]
+    ref, ref_sub = inp["ref"]["mse"], inp["ref_jsonl"]["mse"]
+    csv_mb = mb(datagen.size_bytes(str(REPO / inp["csv"])))
+    groups = -(-rows // inp["row_group"])
+    # fmt, path, read from standard input, rows, reference, what (title), note ("{size}": the MB)
+    kinds = [
+        ("csv.gz", inp["csv_gz"], False, rows, ref, f"CSV gzip-compressed (level {datagen.GZIP_LEVEL})",
+         (f"The regression CSV ({csv_mb} MB) compressed with gzip level {datagen.GZIP_LEVEL} (the gzip CLI's "
+          "default) to {size} MB; each tool decompresses it as it reads (lossctl and DuckDB by the extension, "
+          "polars `scan_csv`).")),
+        ("csv.zst", inp["csv_zst"], False, rows, ref, f"CSV zstd-compressed ({inp['zstd'].split(',')[0]})",
+         (f"The regression CSV ({csv_mb} MB) compressed with zstd ({inp['zstd']}; one standard frame, "
+          "`zstd -d` reads it) to {size} MB; each tool decompresses it as it reads.")),
+        ("stdin", inp["csv"], True, rows, ref, "CSV on standard input (`cat x.csv |`)",
+         ("The regression CSV ({size} MB) piped by `cat` through `sh -c`, so standard input is a real pipe: "
+          "`cat x.csv | lossctl eval - ...`, polars `pl.read_csv(sys.stdin.buffer)`, DuckDB "
+          "`read_csv('/dev/stdin')`. Wall time and peak RSS are the pipeline's (peak RSS: its largest process).")),
+        ("parquet-rg10k", inp["parquet_rg"], False, rows, ref, f"Parquet, {inp['row_group']:,}-row row groups",
+         (f"The same rows written by pyarrow with `row_group_size={inp['row_group']:_}` ({groups:,} row groups, "
+          "snappy), {size} MB; the mse job's Parquet file has pyarrow's default row groups.")),
+        ("csv-dir", inp["csv_dir"], False, rows, ref, f"CSV dataset, {inp['csv_files']} files",
+         (f"A directory of {inp['csv_files']} CSV files, equal slices of the rows in order (`part-000.csv` ..., "
+          "each with its header), {size} MB in all: lossctl gets the directory, polars `scan_csv('dir/*.csv')`, "
+          "DuckDB `read_csv('dir/*.csv')`.")),
+        ("jsonl", inp["jsonl"], False, sub, ref_sub, "JSON Lines (the first 10% of the rows)",
+         (f"The first {sub:,} rows (10%) as JSON Lines, one `{{\"y_true\": ..., \"y_pred\": ...}}` object a line, "
+          "floats written by repr (they round-trip), {size} MB: polars `scan_ndjson`, DuckDB "
+          "`read_json(..., format='newline_delimited')`. Reference: the NumPy MSE of those rows.")),
+        ("arrow", inp["arrow"], False, rows, ref, "Arrow IPC file (Feather v2, uncompressed)",
+         ("The rows as an uncompressed Arrow IPC file (`pyarrow.feather.write_feather(..., "
+          "compression='uncompressed')`), {size} MB: polars `scan_ipc`; DuckDB has no built-in Arrow IPC reader.")),
+    ]
+    jobs = []
+    for fmt, path, from_stdin, n, r, what, note in kinds:
+        size = mb(datagen.size_bytes(str(REPO / path)))
+        if from_stdin:
+            es = [Entry("lossctl", piped(path, lossctl + ["eval", "-"] + largs), role="lossctl", ref=r)]
+            es += [peer_entry(p, "mse", path, r, stdin_from=path) for p in ("polars", "duckdb") if p in peers]
+        else:
+            es = [Entry("lossctl", lossctl + ["eval", path] + largs, role="lossctl", ref=r)]
+            es += [peer_entry(p, "mse", path, r) for p in ("polars", "duckdb") if p in peers]
+        jobs.append(Job("inputs", fmt, f"Input kinds: MSE, {n:,} rows, {what} ({size} MB)", "lossctl", es,
+                        note=note.replace("{size}", size)))
+    return jobs
+
+
 def shown(argv: list[str], lossctl: list[str]) -> str:
-    """argv for people: `python` for this interpreter, `lossctl` for the resolved lossctl script."""
+    """argv for people: `python` for this interpreter, `lossctl` for the resolved lossctl script
+    (also after the pipe of an `sh -c 'cat F | ...'` command)."""
+    if len(argv) == 3 and argv[:2] == ["sh", "-c"] and " | " in argv[2]:
+        src, _, cmd = argv[2].partition(" | ")
+        return shlex.join(["sh", "-c", src + " | " + shown(shlex.split(cmd), lossctl)])
     out = []
     for i, tok in enumerate(argv):
         if i == 0 and len(lossctl) == 1 and tok == lossctl[0]:
@@ -670,7 +746,8 @@ HOW = """\
   decode to at most 32 MiB is read whole (its columns decoded in parallel) from a read-only memory map of
   the file, whose pages are released once the row group is decoded, and sliced into batches; larger ones
   are read page by page (`iter_batches`, 1 MiB read buffer); consecutive small row groups are read
-  together, up to four batches of rows; no `pyarrow.dataset`, no pandas, not even
+  together, up to four batches of rows; the rows of a dataset's small files are joined into full batches,
+  each footer parsed once, and files under 4 MiB read without a map; no `pyarrow.dataset`, no pandas, not even
   `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
 - CSV in 8 MiB byte ranges split at line ends, each parsed by pyarrow's multi-threaded `read_csv` straight
   from a memory map (the pages of a parsed range are released at once); columns of numbers are parsed
@@ -680,7 +757,8 @@ HOW = """\
   conversion error) is parsed again with the defaults, as are the ranges after it. Standard input and
   pipes are cut into ranges in memory, compressed and remote files as their stream is read (ahead of the
   parse; after gzip or bzip2, slower to decompress than to parse, each range is parsed on one thread).
-  JSON Lines are parsed in ranges the same way (`read_json`), only the columns read.
+  JSON Lines are parsed in ranges the same way (`read_json`), only the columns read. A pipe past 64 MiB is
+  spooled to an unnamed temporary file and mapped. Arrow IPC is read batch by batch (not mapped).
 - The console script sets `OPENBLAS_THREAD_TIMEOUT=4` before NumPy loads (unless set): NumPy's idle
   OpenBLAS worker otherwise busy-waits ~0.1 s of a core after `import numpy`, a core the decoder needs.
 - A CSV of at most 512 KiB holding plain numbers (the one-liner's file) is parsed without loading pyarrow,
@@ -768,7 +846,7 @@ def main(argv=None) -> int:
     need = set()
     if "startup" in a.jobs:
         need.add("small")
-    need |= {"regression" for j in ("mse", "five", "per_sample", "large") if j in a.jobs}
+    need |= {"regression" for j in ("mse", "five", "per_sample", "inputs", "large") if j in a.jobs}
     need |= {"binary"} if "log_loss" in a.jobs else set()
     need |= {"multiclass"} if "xent" in a.jobs else set()
     need |= {"large"} if ("large" in a.jobs or "progress" in a.jobs) else set()
@@ -778,6 +856,11 @@ def main(argv=None) -> int:
             meta = datagen.ensure(kind, datagen.dataset_rows(kind, a.rows_scale), data_dir, a.seed,
                                   a.regenerate, log=log)
             data[kind] = dict(meta, parquet=relpath(meta["parquet"]), csv=relpath(meta["csv"]))
+            if kind == "regression" and "inputs" in a.jobs:
+                inp = datagen.ensure_inputs(meta, data_dir, a.regenerate, log=log)
+                data["inputs"] = dict(inp, **{k: relpath(inp[k]) for k in ("csv", "csv_gz", "csv_zst",
+                                                                           "parquet_rg", "csv_dir", "jsonl",
+                                                                           "arrow")})
 
     lossctl, how = resolve_lossctl(a.lossctl)
     log(f"lossctl: {shlex.join(lossctl)} ({how})")

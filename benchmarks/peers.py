@@ -6,6 +6,9 @@ that library would, and prints it with full precision (repr) on stdout.
     JOB:  mse (columns y_true, y_pred) | log_loss (y_true 0/1, p) | xent (label, p_0..p_9)
     python benchmarks/peers.py polars|duckdb mse_rows FILE OUT.parquet  (per-sample squared error)
     FILE: .parquet file, directory of .parquet files, or .csv
+    polars and duckdb also read: .csv.gz / .csv.zst, a directory of .csv files, .jsonl / .ndjson,
+    .arrow / .feather / .ipc (polars only: see UNSUPPORTED) and `-`, a CSV on standard input
+    (cat x.csv | python benchmarks/peers.py polars mse -)
 
 Only `sys` is imported at module level; each peer imports its own library inside
 its function, so a run pays for exactly the imports that peer needs.
@@ -29,13 +32,63 @@ def _parquet_target(path):
     return os.path.join(path, "*.parquet") if os.path.isdir(path) else path
 
 
+def _kind(path):
+    """What polars and duckdb read at PATH: "stdin" (`-`: CSV), "csv" (also .csv.gz and .csv.zst, which
+    both decompress by extension), "csv_dir" (a directory of .csv files), "jsonl", "ipc" (Arrow IPC /
+    Feather), else "parquet" (a file or a directory of them)."""
+    import os
+
+    low = path.lower()
+    if path == "-":
+        return "stdin"
+    if low.endswith((".csv", ".csv.gz", ".csv.zst")):
+        return "csv"
+    if low.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if low.endswith((".arrow", ".feather", ".ipc")):
+        return "ipc"
+    if os.path.isdir(path) and any(f.endswith(".csv") for f in os.listdir(path)):
+        return "csv_dir"
+    return "parquet"
+
+
+# Inputs a peer cannot read, (tool, kind) -> why; bench.py shows "not supported: <why>" for them.
+UNSUPPORTED = {
+    ("duckdb", "ipc"): "no built-in Arrow IPC reader (the community `arrow` extension is a download)",
+}
+
+
+def unsupported(tool, path):
+    """Why `tool` cannot read PATH (resolved from the current directory), or None."""
+    return UNSUPPORTED.get((tool, _kind(path)))
+
+
 # --- polars: lazy scan + expression mean ------------------------------------
+
+
+def _polars_scan(path):
+    import os
+
+    import polars as pl
+
+    kind = _kind(path)
+    if kind == "stdin":
+        return pl.read_csv(sys.stdin.buffer).lazy()
+    if kind == "csv":
+        return pl.scan_csv(path)  # .csv.gz / .csv.zst: polars decompresses them itself
+    if kind == "csv_dir":
+        return pl.scan_csv(os.path.join(path, "*.csv"))
+    if kind == "jsonl":
+        return pl.scan_ndjson(path)
+    if kind == "ipc":
+        return pl.scan_ipc(path)
+    return pl.scan_parquet(_parquet_target(path))
 
 
 def polars(job, path):
     import polars as pl
 
-    lf = pl.scan_csv(path) if _is_csv(path) else pl.scan_parquet(_parquet_target(path))
+    lf = _polars_scan(path)
     if job == "mse":
         expr = ((pl.col("y_pred") - pl.col("y_true")) ** 2).mean()
     elif job == "log_loss":
@@ -53,13 +106,31 @@ def polars(job, path):
 # --- DuckDB: SQL avg over read_parquet / read_csv ---------------------------
 
 
+def _sql_lit(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _duckdb_source(path):
+    import os
+
+    kind = _kind(path)
+    if ("duckdb", kind) in UNSUPPORTED:
+        sys.exit("duckdb: not supported: " + UNSUPPORTED["duckdb", kind])
+    if kind == "stdin":
+        return "read_csv('/dev/stdin')"
+    if kind == "csv":
+        return f"read_csv({_sql_lit(path)})"  # .csv.gz / .csv.zst: decompressed by extension
+    if kind == "csv_dir":
+        return f"read_csv({_sql_lit(os.path.join(path, '*.csv'))})"
+    if kind == "jsonl":
+        return f"read_json({_sql_lit(path)}, format='newline_delimited')"
+    return f"read_parquet({_sql_lit(_parquet_target(path))})"
+
+
 def duckdb(job, path):
     import duckdb as ddb
 
-    def lit(s):
-        return "'" + s.replace("'", "''") + "'"
-
-    src = f"read_csv({lit(path)})" if _is_csv(path) else f"read_parquet({lit(_parquet_target(path))})"
+    src = _duckdb_source(path)
     if job == "mse":
         expr = "avg((y_pred - y_true) * (y_pred - y_true))"
     elif job == "log_loss":
@@ -175,19 +246,16 @@ def floor(job, path):
 def polars_rows(job, path, out):
     import polars as pl
 
-    lf = pl.scan_csv(path) if _is_csv(path) else pl.scan_parquet(_parquet_target(path))
+    lf = _polars_scan(path)
     lf.select(((pl.col("y_pred") - pl.col("y_true")) ** 2).alias("mse")).sink_parquet(out)
 
 
 def duckdb_rows(job, path, out):
     import duckdb as ddb
 
-    def lit(s):
-        return "'" + s.replace("'", "''") + "'"
-
-    src = f"read_csv({lit(path)})" if _is_csv(path) else f"read_parquet({lit(_parquet_target(path))})"
+    src = _duckdb_source(path)
     ddb.connect().execute(f"COPY (SELECT (y_pred - y_true) * (y_pred - y_true) AS mse FROM {src}) "
-                          f"TO {lit(out)} (FORMAT parquet)")
+                          f"TO {_sql_lit(out)} (FORMAT parquet)")
 
 
 ROW_PEERS = {"polars": polars_rows, "duckdb": duckdb_rows}
