@@ -356,7 +356,6 @@ class Source:
         co_fast = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {}, null_values=[],
                                       strings_can_be_null=False, quoted_strings_can_be_null=False)
         null_tokens = co.null_values
-        rows_before = 0
 
         # A gzip or bzip2 stream decompresses slower (gzip: ~270 MB/s) than one thread parses: the reading
         # thread is the bottleneck, and a parse on every core would take cores from it (10M rows of .csv.gz:
@@ -393,10 +392,25 @@ class Source:
                 fast[0] = False
             return read(buf, co)
 
-        # Range k+1 is parsed (in a thread, by pyarrow's pool) while range k+2 is found (read and decompressed,
-        # for a stream) and the batches of range k are handed on: the parser never waits for the consumer.
-        # The ranges of a dataset's files follow each other in one pipeline.
-        ranges = self._ranges_of_files(paths, chunk_bytes)
+        def located(where: str, buf, exc: BaseException, rows_before: int) -> str:
+            if "Row #" not in str(exc):  # the parallel parser does not say where: parse again serially
+                try:
+                    ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=buf.size + 1)
+                    pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po, convert_options=co)
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
+                    exc = exc2
+            return _rewrite_arrow_error(where, exc, names, rows_before, header=False)
+
+        for _, tbl in self._parsed_ranges(paths, chunk_bytes, True, parse, located):
+            yield from tbl.to_batches()  # one batch per parsed block, no copy
+
+    def _parsed_ranges(self, paths: Sequence[str], chunk_bytes: int, header: bool, parse, located):
+        """``(where, table)`` for each byte range of ``paths`` parsed by ``parse(buffer)``.  Range k+1 is
+        parsed (in a thread, by pyarrow's pool) while range k+2 is found (read and decompressed, for a
+        stream) and the table of range k is handed on: the parser never waits for the consumer.  The ranges
+        of a dataset's files follow each other in one pipeline.  A parse error is an InputError whose
+        message is ``located(where, buffer, error, rows of the file before the range)``."""
+        ranges = self._ranges_of_files(paths, chunk_bytes, header=header)
         try:
             nxt = next(ranges, None)
             pending = _in_thread(parse, nxt[1]) if nxt is not None else None
@@ -410,19 +424,12 @@ class Source:
                 try:
                     tbl = result()
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    if "Row #" not in str(exc):  # the parallel parser does not say where: parse again serially
-                        try:
-                            ro = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=buf.size + 1)
-                            pcsv.read_csv(pa.BufferReader(buf), read_options=ro, parse_options=po,
-                                          convert_options=co)
-                        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
-                            exc = exc2
-                    raise InputError(_rewrite_arrow_error(where, exc, names, rows_before[0], header=False)) from None
+                    raise InputError(located(where, buf, exc, rows_before[0])) from None
                 rows_before[0] += tbl.num_rows
                 del buf
                 if release is not None:
                     release()  # the parsed columns are new buffers: the range's bytes can go
-                yield from tbl.to_batches()  # one batch per parsed block, no copy
+                yield where, tbl
         finally:
             ranges.close()
 
@@ -505,35 +512,18 @@ class Source:
             ro = pj.ReadOptions(use_threads=threads, block_size=max(1 << 20, n // 4 + 1) if threads else n + 1)
             return pj.read_json(pa.BufferReader(buf), read_options=ro, parse_options=po)
 
-        ranges = self._ranges_of_files(paths, chunk_bytes, header=False)
-        try:
-            nxt = next(ranges, None)
-            pending = _in_thread(read, nxt[1]) if nxt is not None else None
-            while pending is not None:
-                (path, buf, release, rows_before), result = nxt, pending
-                where = path if self.data is None else self.display
-                pending = None
-                nxt = next(ranges, None)
-                if nxt is not None:
-                    pending = _in_thread(read, nxt[1])
-                try:
-                    tbl = result()
-                except pa.ArrowInvalid as exc:
-                    try:  # row numbers of the threaded reader count from its block: parse the range as one
-                        read(buf, threads=False)
-                    except pa.ArrowInvalid as exc2:
-                        exc = exc2
-                    raise InputError(_rewrite_arrow_error(where, exc, [], rows_before[0])) from None
-                rows_before[0] += tbl.num_rows
-                del buf
-                if release is not None:
-                    release()
-                missing = [c for c in columns if c not in tbl.schema.names]
-                if missing:
-                    raise InputError(f"{where}: column {missing[0]!r} missing in part of the file")
-                yield from tbl.select(columns).to_batches()
-        finally:
-            ranges.close()
+        def located(where: str, buf, exc: BaseException, rows_before: int) -> str:
+            try:  # row numbers of the threaded reader count from its block: parse the range as one
+                read(buf, threads=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc2:
+                exc = exc2
+            return _rewrite_arrow_error(where, exc, [], rows_before)
+
+        for where, tbl in self._parsed_ranges(paths, chunk_bytes, False, read, located):
+            missing = [c for c in columns if c not in tbl.schema.names]
+            if missing:
+                raise InputError(f"{where}: column {missing[0]!r} missing in part of the file")
+            yield from tbl.select(columns).to_batches()
 
     def _ipc_reader(self, path):
         src = pa.BufferReader(self.data) if self.data is not None else self._random_access(path)
@@ -570,66 +560,60 @@ class Source:
             # the end of the file before it (100 CSV files of 100k rows: 0.91 -> 0.79 s)
             types = {c: pa.float64() for c in float_columns}
             reader = self._json_ranges if fmt == "jsonl" else self._csv_ranges
-            try:
-                for b in reader(columns, types, self.files):
-                    if b.num_rows == 0:
-                        continue
-                    self.rows += b.num_rows
-                    if b.num_rows > batch_rows:
-                        for off in range(0, b.num_rows, batch_rows):
-                            yield b.slice(off, batch_rows)
-                    else:
-                        yield b
-            except InputError:
-                raise
-            except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
-                raise InputError(_rewrite_arrow_error(self.display, exc, self._names or columns, self.rows)) from None
+            yield from self._counted(reader(columns, types, self.files), batch_rows, self.display, columns)
             return
         if len(self.files) > 1:  # a dataset of small files: fewer, larger batches (see _coalesced)
             yield from _coalesced(self._file_batches(columns, batch_rows), batch_rows)
         else:
             yield from self._file_batches(columns, batch_rows)
 
+    def _counted(self, batches: Iterator[pa.RecordBatch], batch_rows: int, where: str, columns: list,
+                 cut: bool = True) -> Iterator[pa.RecordBatch]:
+        """The non-empty batches, counted into ``self.rows`` and (``cut``) cut to ``batch_rows``; pyarrow's
+        errors while reading them become one InputError naming ``where``."""
+        try:
+            for b in batches:
+                if b.num_rows == 0:
+                    continue
+                self.rows += b.num_rows
+                if cut and b.num_rows > batch_rows:
+                    for off in range(0, b.num_rows, batch_rows):
+                        yield b.slice(off, batch_rows)
+                else:
+                    yield b
+        except InputError:
+            raise
+        except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
+            raise InputError(_rewrite_arrow_error(where, exc, self._names or columns, self.rows)) from None
+
     def _file_batches(self, columns: list, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """The batches of a Parquet or Arrow input, file by file."""
-        fmt = self.format
+        """The batches of a Parquet or Arrow input (or of a small CSV read whole), file by file."""
         for path in self.files:
-            try:
-                if fmt == "parquet":
-                    # pre_buffer=False: same speed here, half the peak memory (no whole-row-group prefetch)
-                    # (remote files: pre_buffer coalesces the column-chunk reads into few requests);
-                    # buffer_size: read each column chunk through a 1 MiB buffer, page by page, instead of
-                    # holding whole column chunks (up to a row group's worth of every column) in memory
-                    local = self.fs is None
-                    pf = self._parquet(path, pre_buffer=not local, buffer_size=_PARQUET_BUFFER if local else 0)
-                    it = pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
-                elif fmt == "arrow":
-                    rd = self._ipc_reader(path)
-                    if isinstance(rd, pa.ipc.RecordBatchFileReader):
-                        it = (rd.get_batch(i) for i in range(rd.num_record_batches))
-                    else:
-                        it = iter(rd)
-                else:  # a small CSV, read whole once
-                    it = self._small.select(columns).combine_chunks().to_batches(max_chunksize=batch_rows)
-                for b in it:
-                    if fmt == "arrow":
-                        missing = [c for c in columns if c not in b.schema.names]
-                        if missing:
-                            raise InputError(f"{path}: column {missing[0]!r} missing in part of the file")
-                        b = b.select(columns)
-                    if b.num_rows == 0:
-                        continue
-                    self.rows += b.num_rows
-                    if b.num_rows > batch_rows and fmt != "parquet":
-                        for off in range(0, b.num_rows, batch_rows):
-                            yield b.slice(off, batch_rows)
-                    else:
-                        yield b
-            except InputError:
-                raise
-            except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
-                raise InputError(_rewrite_arrow_error(path if self.data is None else self.display,
-                                                      exc, self._names or columns, self.rows)) from None
+            yield from self._counted(self._batches_of(path, columns, batch_rows), batch_rows,
+                                     path if self.data is None else self.display, columns,
+                                     cut=self.format != "parquet")
+
+    def _batches_of(self, path: str, columns: list, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        fmt = self.format
+        if fmt == "parquet":
+            # pre_buffer=False: same speed here, half the peak memory (no whole-row-group prefetch)
+            # (remote files: pre_buffer coalesces the column-chunk reads into few requests);
+            # buffer_size: read each column chunk through a 1 MiB buffer, page by page, instead of
+            # holding whole column chunks (up to a row group's worth of every column) in memory
+            local = self.fs is None
+            pf = self._parquet(path, pre_buffer=not local, buffer_size=_PARQUET_BUFFER if local else 0)
+            yield from pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True)
+        elif fmt == "arrow":
+            rd = self._ipc_reader(path)
+            it = ((rd.get_batch(i) for i in range(rd.num_record_batches))
+                  if isinstance(rd, pa.ipc.RecordBatchFileReader) else iter(rd))
+            for b in it:
+                missing = [c for c in columns if c not in b.schema.names]
+                if missing:
+                    raise InputError(f"{path}: column {missing[0]!r} missing in part of the file")
+                yield b.select(columns)
+        else:  # a small CSV, read whole once
+            yield from self._small.select(columns).combine_chunks().to_batches(max_chunksize=batch_rows)
 
 
 def _coalesced(batches: Iterator[pa.RecordBatch], max_rows: int) -> Iterator[pa.RecordBatch]:
