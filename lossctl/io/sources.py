@@ -455,7 +455,7 @@ class Source:
             raw = self.data
             ranges = _split_ranges(data.size, chunk_bytes, lambda p, e: data.slice(p, e - p),
                                    lambda p, n: raw[p: p + n], spans=True, header=header)
-            if not isinstance(raw, _mmap.mmap):
+            if not isinstance(raw, _mmap.mmap) or not hasattr(_mmap, "MADV_DONTNEED"):  # (Windows: no madvise)
                 for buf, _ in ranges:
                     yield buf, None
                 return
@@ -1287,7 +1287,7 @@ class _SpooledReader(io.RawIOBase):
         n = min(len(b), len(self.mm) - self.pos)
         b[:n] = self.mm[self.pos: self.pos + n]
         self.pos += n
-        if self.pos - self.freed >= 8 << 20:  # every 8 MiB read: give back the pages read
+        if self.pos - self.freed >= 8 << 20 and hasattr(_mmap, "MADV_DONTNEED"):  # every 8 MiB: give back
             hi = self.pos // _mmap.PAGESIZE * _mmap.PAGESIZE
             self.mm.madvise(_mmap.MADV_DONTNEED, self.freed, hi - self.freed)
             self.freed = hi
