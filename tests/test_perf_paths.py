@@ -1040,7 +1040,7 @@ finally:
 
 def test_a_spooled_pipe_keeps_peak_memory_near_one_range(tmp_path):
     """60 MB of CSV through standard input: held in memory, peak RSS grows by the input; spooled and mapped,
-    with each parsed range's pages handed back, it stays ~40 MB lower (subprocesses: VmHWM, Linux)."""
+    with each parsed range's pages handed back, it stays well below (subprocesses: VmHWM, Linux)."""
     import subprocess
 
     if not os.path.exists("/proc/self/status"):
@@ -1057,7 +1057,8 @@ def test_a_spooled_pipe_keeps_peak_memory_near_one_range(tmp_path):
         assert proc.returncode == 0, proc.stderr[-500:]
         peaks[label] = int(proc.stderr.decode().split()[-1]) / 1024  # kB -> MB
         assert float(proc.stdout) == pytest.approx(float(np.mean((y * 0.5 - y) ** 2)), rel=1e-12)
-    assert peaks["spooled"] < peaks["memory"] - 40, peaks
+    # (measured: 145 vs 106-108 MB; without the pages handed back, 147 vs 146)
+    assert peaks["spooled"] < peaks["memory"] - 20, peaks
 
 
 # -- datasets of many small files -----------------------------------------------------------------------
