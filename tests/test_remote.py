@@ -336,3 +336,18 @@ def test_memory_filesystem_directory():
                                                            - t.column("target").to_numpy()) ** 2)), rel=1e-15)
     finally:
         fs.rm("/lossctl-test", recursive=True)
+
+
+@pytest.mark.parametrize("port", [40363, 40133, 8080])
+def test_a_missing_object_is_not_access_denied_because_of_digits_in_its_url(port):
+    """'403' / '401' are status codes only outside the URL: a missing object on port 40363 (a random port
+    of the test server once) was reported as access denied; a real 403 still is."""
+    from lossctl.io.remote import describe_error
+
+    url = f"http://127.0.0.1:{port}/4031/nope.parquet"
+    missing = FileNotFoundError(url)
+    assert describe_error(missing, url, None, []) == f"{url}: no such object"
+    denied = OSError(f"403, message='Forbidden', url='{url}'")
+    assert describe_error(denied, url, None, []).startswith(f"{url}: access denied (Forbidden)")
+    status = OSError(f"Client error 401 for url {url}")
+    assert describe_error(status, url, None, []).startswith(f"{url}: access denied (401)")

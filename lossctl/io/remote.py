@@ -247,8 +247,10 @@ def describe_error(exc: BaseException, shown: str, endpoint: str | None, secrets
         m = re.search(r"bucket '([^']+)'", blob)
         b = f" {m.group(1)!r}" if m else ""
         return f"{shown}: bucket{b} does not exist; check the bucket name (and --endpoint-url / --region)"
-    if any(k.lower() in low for k in _DENIED):
-        code = next((k for k in _DENIED if k.lower() in low), "denied")
+    # (status codes are looked for outside URLs: port 40363 or a path /4031/ is no 403)
+    bare = re.sub(r"\w[\w+.-]*://\S+", " ", blob).lower()
+    if any(k.lower() in bare for k in _DENIED):
+        code = next((k for k in _DENIED if k.lower() in bare), "denied")
         return (f"{shown}: access denied ({code}); check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID / "
                 f"AWS_SECRET_ACCESS_KEY, or the cloud's login) and that they may read this object")
     if any(isinstance(e, FileNotFoundError) for e in _chain(exc)) or "NO_SUCH_KEY" in blob:
