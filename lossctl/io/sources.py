@@ -358,8 +358,8 @@ class Source:
         null_tokens = co.null_values
 
         # A gzip or bzip2 stream decompresses slower (gzip: ~270 MB/s) than one thread parses: the reading
-        # thread is the bottleneck, and a parse on every core would take cores from it (10M rows of .csv.gz:
-        # 2.29 s parsed on the pool, 1.5 s parsed by one thread beside the decompression).
+        # thread is the bottleneck, and a parse on every core would take cores from it (10M rows of .csv.gz,
+        # interleaved runs: 2.29 s parsed on the pool, 1.65 s parsed by one thread beside the decompression).
         threads = self.compression not in _SLOW_DECODERS
 
         def read(buf, opts):
