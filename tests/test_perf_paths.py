@@ -738,8 +738,10 @@ def test_csv_ranges_without_null_spellings_give_the_default_parse(tmp_path_facto
 
 def test_csv_ranges_keep_the_fast_parse_for_plain_numbers_only(tmp_path, monkeypatch):
     """The fast parse is really kept for columns of numbers (labels inferred as integers), not tried when a
-    text column is read, and given up from the first range holding a missing value or a NaN."""
+    text column is read, and given up from the first range holding a missing value or a NaN.  (pyarrow's
+    path: lossctl's own parser, which comes before it for plain numbers, is off here.)"""
     import pyarrow.csv as pcsv
+    monkeypatch.setenv("LOSSCTL_FASTCSV", "0")
 
     from lossctl.io import sources
 

@@ -70,9 +70,9 @@ def test_readme_opens_with_the_two_setup_commands_ci_runs():
     lang, first = next(_blocks(text))
     lines = [ln for ln in first.splitlines() if ln.strip()]
     assert lines[0].startswith("pip install . && lossctl eval sample_data/")
-    assert lines[1] == 'pip install ".[test]" && python -m pytest -q'
+    assert lines[1] == 'pip install -e ".[test]" && python -m pytest -q'
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
-    assert 'pip install -q ".[test]"' in ci and "python -m pytest -q\n" in ci
+    assert 'pip install -q -e ".[test]"' in ci and "python -m pytest -q\n" in ci
 
 
 def test_readme_has_commands():
