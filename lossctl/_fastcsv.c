@@ -14,16 +14,17 @@
  * and the caller parses the buffer with pyarrow instead: pyarrow stays the one authority for what is valid
  * and what every other spelling means, and this parser only has to agree with it where it answers.
  *
- * Every float64 is the correctly rounded (nearest, ties to even) double of the decimal, as pyarrow's and
- * Python's own parsers give it: exactly, or -1.  Two ways:
- * - w <= 2^53 and |q| <= 22 (value w * 10^q): w and 10^|q| are exact doubles, so one IEEE multiplication
- *   or division rounds correctly (Clinger's fast path).
- * - otherwise w (up to 19 digits, normalised to 64 bits) times a 128-bit truncation T of 5^q (_pow5.h) gives
- *   the 128 high bits r of the product.  Both truncations are below one unit, so the exact value lies in
- *   [r, r + 2) units; r keeps 53 bits and 73-75 bits below them.  The rounding is decided unless those low
- *   bits lie within 2 units below the half-way point; then -1 (a decimal that is exactly half-way, such as
- *   9007199254740993, or one in ~2^72 others).  This is the approach of Eisel and Lemire's algorithm
- *   ("Number Parsing at a Gigabyte per Second", 2021), with every undecided case handed back.
+ * Every float64 is the correctly rounded (nearest, ties to even) double of the decimal w * 10^q, as
+ * pyarrow's and Python's own parsers give it: exactly, or -1.  w (up to 19 digits, normalised to 64 bits)
+ * times a 128-bit truncation T of 5^q (_pow5.h) gives the 128 high bits r of the product.  Both truncations
+ * are below one unit, so the exact value lies in [r, r + 2) units; r keeps 53 bits and 73-75 bits below
+ * them.  The rounding is decided unless those low bits lie within 2 units below the half-way point: then
+ * (a decimal exactly half-way between two doubles, such as 9007199254740993, or one in ~2^72 others) one
+ * IEEE multiplication or division rounds it where w <= 2^53 and |q| <= 22 (both exact doubles: Clinger's
+ * fast path), and -1 otherwise.  Most of the time the high half of T alone decides (see rounded).  This is
+ * the approach of Eisel and Lemire's algorithm ("Number Parsing at a Gigabyte per Second", 2021), with
+ * every undecided case handed back.  (Clinger's path first for small w was slower on real files: ~half of
+ * a file's numbers take each path, and the branch between them is mispredicted half the time.)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -87,14 +88,9 @@ static inline const char *digits(const char *p, const char *end, uint64_t *w) {
 static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-/* w * 10^q correctly rounded into *out (w != 0, up to 19 digits); -1 where undecided or not normal */
-static inline int rounded(uint64_t w, long q, double *out) {
-    if (w <= (1ULL << 53) && q >= -22 && q <= 22) {
-        double d = (double)w;
-        *out = q < 0 ? d / POW10[-q] : d * POW10[q];
-        return 0;
-    }
-    if (q < POW5_MIN_Q || q > POW5_MAX_Q) return -1;
+/* w * 10^q correctly rounded into *out (w != 0, up to 19 digits, POW5_MIN_Q <= q <= POW5_MAX_Q); -1 where
+ * undecided or not a normal double.  The whole computation, with the low half of the table's T: */
+static __attribute__((noinline)) int rounded_full(uint64_t w, long q, double *out) {
     const int lz = __builtin_clzll(w);
     const uint64_t wn = w << lz;
     const int i = (int)(q - POW5_MIN_Q);
@@ -105,7 +101,16 @@ static inline int rounded(uint64_t w, long q, double *out) {
     uint64_t m = hi >> sh;
     const uint64_t rest = hi & ((1ULL << sh) - 1), half = 1ULL << (sh - 1);
     /* the bits below m are rest * 2^64 + lo, the exact value's in [that, that + 2): undecided within 2 of half */
-    if ((rest == half && lo == 0) || (rest == half - 1 && lo >= UINT64_MAX - 1)) return -1;
+    if ((rest == half && lo == 0) || (rest == half - 1 && lo >= UINT64_MAX - 1)) {
+        /* (a decimal exactly half-way between two doubles, such as 9007199254740993, or one in ~2^72 others)
+         * where w and 10^|q| are exact doubles, one IEEE operation rounds correctly (Clinger's fast path) */
+        if (w <= (1ULL << 53) && q >= -22 && q <= 22) {
+            const double d = (double)w;
+            *out = q < 0 ? d / POW10[-q] : d * POW10[q];
+            return 0;
+        }
+        return -1;
+    }
     if (rest > half || (rest == half && lo != 0)) m++;
     long e = (long)sh + 128 - lz + POW5[i].b + q; /* value = m * 2^e */
     if (m == (1ULL << 53)) {
@@ -113,6 +118,29 @@ static inline int rounded(uint64_t w, long q, double *out) {
         e++;
     }
     if (e < -1074 || e > 971) return -1; /* subnormal or beyond the largest double */
+    const uint64_t bits = ((uint64_t)(e + 52 + 1023) << 52) | (m & ((1ULL << 52) - 1));
+    memcpy(out, &bits, 8);
+    return 0;
+}
+
+static inline int rounded(uint64_t w, long q, double *out) {
+    if (q < POW5_MIN_Q || q > POW5_MAX_Q) return -1;
+    /* The low half of T adds less than 2^64 units to r: it can only change the rounding where the bits below
+     * the 53 kept are within 2^64 + 2 units below the half-way point (rest in [half - 2, half], 3 in 1024);
+     * elsewhere one product decides, and no tie is possible. */
+    const int lz = __builtin_clzll(w);
+    const uint64_t wn = w << lz;
+    const int i = (int)(q - POW5_MIN_Q);
+    const u128 r = (u128)wn * POW5[i].hi;
+    const uint64_t hi = (uint64_t)(r >> 64);
+    const int top = (int)(hi >> 63), sh = 10 + top;
+    const uint64_t rest = hi & ((1ULL << sh) - 1), half = 1ULL << (sh - 1);
+    if (rest + 2 - half <= 2) return rounded_full(w, q, out);
+    uint64_t m = (hi >> sh) + (rest > half);
+    const uint64_t carry = m >> 53; /* rounded up to 2^53 */
+    m >>= carry;
+    const long e = (long)sh + 128 - lz + POW5[i].b + q + (long)carry; /* value = m * 2^e */
+    if ((unsigned long)(e + 1074) > 1074 + 971) return -1; /* subnormal or beyond the largest double */
     const uint64_t bits = ((uint64_t)(e + 52 + 1023) << 52) | (m & ((1ULL << 52) - 1));
     memcpy(out, &bits, 8);
     return 0;

@@ -153,6 +153,17 @@ def test_half_way_cases_round_to_even_or_are_handed_back():
                                                            "18446744073709551615", "1844674407370955161"]
     assert len(strings) > 3000
     _check_floats(strings)
+    # a tie whose digits w <= 2^53 (exponent notation: w * 10^q, q <= 22) is rounded by one IEEE operation
+    # (Clinger), not handed back: w odd and 5^q * w of exactly 54 bits
+    ties = []
+    for q in (1, 2, 5, 20):
+        lo, hi = -(-(1 << 53) // 5 ** q), (1 << 54) // 5 ** q
+        ties += [f"{w}e{q}" for w in range(lo | 1, min(hi, 1 << 53), max(2, (hi - lo) // 7) | 1)
+                 if (w * 5 ** q).bit_length() == 54 and w % 2]
+    assert len(ties) > 10
+    for tie in ties:
+        assert _parse([tie])[0] == 1 and _bits(_parse([tie])[1][0]) == _bits(float(tie)), tie
+    assert _parse(["9007199254740993"])[0] == -1  # w > 2^53: handed back
 
 
 @needs_ext
