@@ -1,6 +1,6 @@
 /* lossctl._fastcsv: a parser for the CSV files batch scoring reads most, lines of plain numbers.
  *
- * parse(buffer, delimiter, kinds, outputs) -> rows, or -1
+ * parse(buffer, delimiter, kinds, outputs) -> rows, or -1 (handed back), or -2 (more lines than room)
  *
  * Parses the lines of `buffer` (data lines only, no header; the last line may lack its line end).  The
  * bytes kinds[i] say what to do with field i of every line: 0 skip it, 1 read a float64, 2 read an int64.
@@ -213,7 +213,7 @@ static Py_ssize_t parse_lines(const char *p, const char *end, char delim, const 
                               char **dst, Py_ssize_t cap) {
     Py_ssize_t rows = 0;
     while (p < end) {
-        if (rows >= cap) return -1;
+        if (rows >= cap) return -2; /* no room: the caller tries again with more */
         int j = 0;
         for (Py_ssize_t f = 0; f < nf; f++) {
             const char k = kinds[f];
@@ -284,7 +284,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"parse", parse, METH_VARARGS, "parse(buffer, delimiter, kinds, outputs) -> rows, or -1: see the module's source"},
+    {"parse", parse, METH_VARARGS, "parse(buffer, delimiter, kinds, outputs) -> rows, -1 or -2: see the module's source"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcsv", "Plain numeric CSV lines to float64 / int64.",

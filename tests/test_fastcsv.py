@@ -222,7 +222,28 @@ def test_lines():
         ext.parse(b"1\n", ord(","), f64 * 2, [np.zeros(2)])  # one output per read field
     with pytest.raises(BufferError):
         ext.parse(b"1\n", ord(","), f64, [b"12345678"])  # outputs must be writable
-    assert ext.parse(b"1\n2\n3\n", ord(","), f64, [np.zeros(2)]) == -1  # no room: handed back, no overrun
+    assert ext.parse(b"1\n2\n3\n", ord(","), f64, [np.zeros(2)]) == -2  # no room (no overrun): -2
+
+
+@needs_ext
+def test_room_for_more_lines_than_the_first_64k_suggest():
+    """The room for a piece's lines is estimated from its first 64 KiB; a piece of longer lines first and
+    short ones after is parsed again with room for all."""
+    long_rows = [f"{'x' * 500},{i / 3!r}" for i in range(200)]
+    short_rows = [f",{i}" for i in range(200000)]
+    data = ("\n".join(long_rows + short_rows) + "\n").encode()
+    calls = []
+    real = ext.parse
+
+    def spy(*a):
+        calls.append(real(*a))
+        return calls[-1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ext, "parse", spy)
+        tbl = fastcsv.parse(pa.py_buffer(data), ",", b"\x00\x01", ["t", "v"], ["v"], split=False)
+    assert calls == [-2, 200200]
+    v = tbl.column("v").to_numpy()
+    assert len(v) == 200200 and v[199] == 199 / 3 and v[200] == 0 and v[-1] == 199999
 
 
 # -- the reader ------------------------------------------------------------------------------------------

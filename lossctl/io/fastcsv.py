@@ -90,10 +90,21 @@ def parse(buf, delimiter: str, kinds: bytes, names: Sequence[str], columns: Sequ
 def _parse_piece(view, delimiter: str, kinds: bytes):
     import numpy as np
     nread = sum(1 for k in kinds if k != _SKIP)
-    # a line holds at least one byte per read field and one separator (or line end) per field
-    cap = (len(view) + 1) // (len(kinds) + nread) + 1
-    outs = [np.empty(cap, dtype=np.float64 if k == _F64 else np.int64) for k in kinds if k != _SKIP]
-    rows = _ext.parse(view, ord(delimiter), kinds, outs)
+    n = len(view)
+    # Room for the lines: estimated from the first 64 KiB, with a margin; if the piece holds more, it is
+    # parsed again with room for the most it can hold (a line holds at least one byte per read field and a
+    # separator or line end per field).  Not that bound at once: at ~10x the lines, each column would be an
+    # allocation past the 4 MiB that glibc serves from the heap (api._tune_malloc), i.e. fresh pages from
+    # the kernel (faulted in and zeroed) for every range, instead of the same heap memory again.
+    bound = (n + 1) // (len(kinds) + nread) + 1
+    lines = bytes(view[: 1 << 16]).count(b"\n")
+    cap = min(bound, n * max(lines, 1) // min(n, 1 << 16) * 5 // 4 + 64)
+    while True:
+        outs = [np.empty(cap, dtype=np.float64 if k == _F64 else np.int64) for k in kinds if k != _SKIP]
+        rows = _ext.parse(view, ord(delimiter), kinds, outs)
+        if rows != -2 or cap >= bound:
+            break
+        cap = bound
     if rows < 0:
         return None
     return [o[:rows] for o in outs]
