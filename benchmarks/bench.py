@@ -749,7 +749,7 @@ HOW = """\
   together, up to four batches of rows; the rows of a dataset's small files are joined into full batches,
   each footer parsed once, and files under 4 MiB read without a map; no `pyarrow.dataset`, no pandas, not even
   `pyarrow.parquet`; columns become NumPy arrays with `np.frombuffer`, without a copy.
-- CSV in 8 MiB byte ranges split at line ends, straight from a memory map (the pages of a parsed range are
+- CSV in 12 MiB byte ranges split at line ends, straight from a memory map (the pages of a parsed range are
   released at once). Lines of plain numbers go to lossctl's own C parser (`lossctl/_fastcsv.c`, built by
   `pip install` where a C compiler exists): each range in two halves on two threads, ~790 MB/s per core
   against pyarrow's ~330, the same doubles bit for bit (correctly rounded; whatever it does not take, from

@@ -155,7 +155,12 @@ static inline int parse_f64(const char **pp, const char *end, double *out) {
     }
     const char *s = p;
     uint64_t w = 0;
-    p = digits(p, end, &w);
+    if (end - p >= 2 && (unsigned)(p[0] - '0') < 10 && p[1] == '.') { /* one digit before the point: most */
+        w = (unsigned)(p[0] - '0');                                    /* predictions and targets */
+        p++;
+    } else {
+        p = digits(p, end, &w);
+    }
     long ndig = p - s, frac = 0, e = 0;
     if (ndig == 0) return -1;
     if (p < end && *p == '.') {

@@ -1030,6 +1030,7 @@ _RSS_PROBE = r"""
 import sys
 from lossctl.io import sources
 sources._SPOOL_AFTER = int(sys.argv[1])
+sources._CSV_RANGE_BYTES = int(sys.argv[2])  # (small ranges: the plateau is reached well inside 15 MB)
 from lossctl.cli import main
 try:
     main(["eval", "-", "-l", "mse", "--value"])
@@ -1070,7 +1071,7 @@ def test_a_spooled_pipe_keeps_peak_memory_flat_in_the_input_size(tmp_path, kind)
     peaks = []
     for rows in (n // 4, n):
         data, ref = encoded(rows)
-        proc = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(1 << 20)], input=data, capture_output=True,
+        proc = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(1 << 20), str(4 << 20)], input=data, capture_output=True,
                               cwd=str(Path(__file__).resolve().parents[1]), timeout=300)
         assert proc.returncode == 0, proc.stderr[-500:]
         assert float(proc.stdout) == pytest.approx(ref, rel=1e-12)
