@@ -390,5 +390,27 @@ def test_which_columns_it_reads(monkeypatch):
     assert kinds(["y", "p"], ["y", "p"], {"y": f, "p": f}, {"y": i, "p": i}, ",") == b"\x01\x01"
     assert kinds(["id", "p"], ["id", "p"], {"p": f}, {"id": s, "p": f}, ",") is None  # text is pyarrow's
     assert kinds(["b", "p"], ["b"], {}, {"b": pa.bool_()}, ",") is None
+    # inferred float64 (not asked for): pyarrow types a range of integers in it int64, so it is pyarrow's
+    assert kinds(["y", "p"], ["y", "p"], {}, {"y": i, "p": f}, ",") is None
     assert kinds(["y", "y"], ["y"], {"y": f}, {}, ",") is None  # duplicate names
     assert kinds(["y", "p"], ["y"], {"y": f}, {}, "ab") is None and kinds(["y"], ["y"], {"y": f}, {}, '"') is None
+
+
+@needs_ext
+def test_batch_types_are_pyarrows_for_inferred_columns(tmp_path, monkeypatch):
+    """Columns not asked for as float64 keep the types pyarrow infers range by range: a float column whose
+    later range holds only integers is int64 there (found by the Hypothesis test of the range reader)."""
+    rows = [f"{i},{i / 3!r}" for i in range(300)] + [f"{i},{i}" for i in range(300)] + [f"{i},{i / 7!r}" for i in range(300)]
+    path = tmp_path / "t.csv"
+    path.write_text("k,v\n" + "\n".join(rows) + "\n")
+    got = {}
+    for fast in (True, False):
+        monkeypatch.setenv("LOSSCTL_FASTCSV", "1" if fast else "0")
+        src = sources.open_source(str(path))
+        monkeypatch.setattr(src, "_small_csv", lambda: None)
+        batches = list(src._csv_ranges(["k", "v"], {}, [str(path)], chunk_bytes=1024))
+        got[fast] = [([str(t) for t in b.schema.types], b.column(0).to_pylist(), b.column(1).to_pylist())
+                     for b in batches]
+    assert got[True] == got[False]
+    assert ["int64", "int64"] in [t for t, _, _ in got[False]]  # the integer range of v
+    assert ["int64", "double"] in [t for t, _, _ in got[False]]

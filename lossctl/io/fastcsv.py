@@ -35,9 +35,10 @@ def available() -> bool:
 def field_kinds(names: Sequence[str], columns: Sequence[str], column_types: dict, types: dict,
                 delimiter: str) -> bytes | None:
     """What the parser does with each field of a line (skip, float64, int64), or None where it cannot
-    read these columns the way pyarrow would: a column read as float64 (asked for, or so typed in the
-    file's first block) or as int64 (so typed in the first block, where pyarrow infers the type of each
-    range: a range of integers is int64 there too, and any other spelling is handed back)."""
+    read these columns the way pyarrow would: a column asked for as float64, or one typed int64 in the
+    file's first block (pyarrow infers the type of each range: a range of integers is int64 there too, and
+    any other spelling is handed back).  A column only inferred as float64 is not taken: pyarrow types a
+    range of it that holds only integers int64."""
     if not available() or len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
         return None
     if len(set(names)) != len(names) or not set(columns) <= set(names):
@@ -46,10 +47,11 @@ def field_kinds(names: Sequence[str], columns: Sequence[str], column_types: dict
     for i, name in enumerate(names):
         if name not in columns:
             continue
-        t = column_types.get(name) or types.get(name)
-        if t == pa.float64():
+        if name in column_types:
+            if column_types[name] != pa.float64():
+                return None
             kinds[i] = _F64
-        elif t == pa.int64() and name not in column_types:
+        elif types.get(name) == pa.int64():
             kinds[i] = _I64
         else:
             return None
