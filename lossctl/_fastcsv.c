@@ -21,7 +21,8 @@
  * them.  The rounding is decided unless those low bits lie within 2 units below the half-way point: then
  * (a decimal exactly half-way between two doubles, such as 9007199254740993, or one in ~2^72 others) one
  * IEEE multiplication or division rounds it where w <= 2^53 and |q| <= 22 (both exact doubles: Clinger's
- * fast path), and -1 otherwise.  Most of the time the high half of T alone decides (see rounded).  This is
+ * fast path), the integer-to-double conversion where q = 0 (one 18-digit integer in 16 is a tie), and -1
+ * otherwise.  Most of the time the high half of T alone decides (see rounded).  This is
  * the approach of Eisel and Lemire's algorithm ("Number Parsing at a Gigabyte per Second", 2021), with
  * every undecided case handed back.  (Clinger's path first for small w was slower on real files: ~half of
  * a file's numbers take each path, and the branch between them is mispredicted half the time.)
@@ -33,7 +34,7 @@
 
 #include "_pow5.h"
 
-#define FASTCSV_VERSION 1  /* lossctl.io.fastcsv ignores a build of another version (a stale in-place build) */
+#define FASTCSV_VERSION 2  /* lossctl.io.fastcsv ignores a build of another version (a stale in-place build) */
 
 typedef unsigned __int128 u128;
 
@@ -107,6 +108,10 @@ static __attribute__((noinline)) int rounded_full(uint64_t w, long q, double *ou
         if (w <= (1ULL << 53) && q >= -22 && q <= 22) {
             const double d = (double)w;
             *out = q < 0 ? d / POW10[-q] : d * POW10[q];
+            return 0;
+        }
+        if (q == 0) { /* an integer (1 in 16 of 18-digit ones is a tie): the conversion rounds it correctly */
+            *out = (double)w;
             return 0;
         }
         return -1;
@@ -288,8 +293,85 @@ done:
     return PyLong_FromSsize_t(rows);
 }
 
+/* infer(buffer, delimiter, nfields) -> bytes (per field: 1 float64, 2 int64), or None
+ *
+ * The types pyarrow infers for the lines of `buffer` (a file's first block, header removed) where every field
+ * is a number this parser takes: int64 where every value is written as an integer (of at most 18 digits:
+ * longer ones are left to pyarrow, whose int64 reaches 19), float64 otherwise.  None for anything else (the
+ * caller asks pyarrow): a quote, an empty field, text, a blank line, a line of other width. */
+static PyObject *infer(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    int delim;
+    Py_ssize_t nf;
+    if (!PyArg_ParseTuple(args, "y*in", &buf, &delim, &nf)) return NULL;
+    if (nf <= 0 || delim < 0 || delim > 127) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "at least one field, a one-byte delimiter");
+        return NULL;
+    }
+    char *kind = PyMem_Malloc(nf);
+    if (kind == NULL) {
+        PyBuffer_Release(&buf);
+        return PyErr_NoMemory();
+    }
+    memset(kind, 2, nf);
+    const char *p = buf.buf, *end = p + buf.len;
+    Py_ssize_t rows = 0;
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    while (ok && p < end) {
+        for (Py_ssize_t f = 0; f < nf; f++) {
+            const char *s = p;
+            double d;
+            int64_t i;
+            /* an integer of up to 18 digits needs no rounding (an 18-digit one is often a tie between two
+             * doubles, which parse_f64 hands back) */
+            if (parse_i64(&p, end, &i) < 0 || (p < end && *p != (char)delim && *p != '\n' && *p != '\r')) {
+                p = s;
+                if (parse_f64(&p, end, &d) < 0) {
+                    ok = 0;
+                    break;
+                }
+            }
+            if (kind[f] == 2) {
+                const char *c = s;
+                for (; c < p && *c != '.' && *c != 'e' && *c != 'E'; c++) ;
+                if (c < p)
+                    kind[f] = 1;
+                else if (p - s - (*s == '-') > 18) { /* a long integer: pyarrow's to type */
+                    ok = 0;
+                    break;
+                }
+            }
+            if (f + 1 < nf) {
+                if (p >= end || *p != (char)delim) {
+                    ok = 0;
+                    break;
+                }
+                p++;
+            }
+        }
+        if (!ok) break;
+        if (p < end) {
+            if (*p == '\r' && end - p >= 2 && p[1] == '\n') p++;
+            if (*p != '\n') {
+                ok = 0;
+                break;
+            }
+            p++;
+        }
+        rows++;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    PyObject *out = ok && rows > 0 ? PyBytes_FromStringAndSize(kind, nf) : (Py_INCREF(Py_None), Py_None);
+    PyMem_Free(kind);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"parse", parse, METH_VARARGS, "parse(buffer, delimiter, kinds, outputs) -> rows, -1 or -2: see the module's source"},
+    {"infer", infer, METH_VARARGS, "infer(buffer, delimiter, nfields) -> bytes or None: see the module's source"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcsv", "Plain numeric CSV lines to float64 / int64.",

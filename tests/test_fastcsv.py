@@ -36,7 +36,7 @@ def test_the_extension_is_built():
     if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         pytest.skip("no C compiler on this machine: lossctl parses CSV with pyarrow only")
     assert ext is not None, "lossctl/_fastcsv.c is not built: pip install -e . (see README)"
-    assert ext.VERSION == 1
+    assert ext.VERSION == 2
 
 
 def test_the_powers_of_five_table_is_current():
@@ -163,7 +163,18 @@ def test_half_way_cases_round_to_even_or_are_handed_back():
     assert len(ties) > 10
     for tie in ties:
         assert _parse([tie])[0] == 1 and _bits(_parse([tie])[1][0]) == _bits(float(tie)), tie
-    assert _parse(["9007199254740993"])[0] == -1  # w > 2^53: handed back
+    # an integer tie (w > 2^53, q = 0) is rounded by the integer-to-double conversion, also correct
+    rng = random.Random(8)
+    int_ties = ["9007199254740993"]
+    for _ in range(300):
+        bits = rng.randint(55, 63)  # doubles there are 2^(bits - 53) apart: a tie is an odd multiple of half that
+        j = bits - 53
+        v = (rng.getrandbits(bits) | 1 << (bits - 1)) >> j << j | 1 << (j - 1)
+        int_ties.append(str(v))
+    assert all(abs(int(float(t)) - int(t)) == 1 << (len(bin(int(t))) - 2 - 54) for t in int_ties)  # ties indeed
+    for tie in int_ties:
+        assert _parse([tie])[0] == 1 and _bits(_parse([tie])[1][0]) == _bits(float(tie)), tie
+    assert _parse(["90071992547409930e-1"])[0] == -1  # w > 2^53 and q != 0: handed back
 
 
 @needs_ext
@@ -414,3 +425,70 @@ def test_batch_types_are_pyarrows_for_inferred_columns(tmp_path, monkeypatch):
     assert got[True] == got[False]
     assert ["int64", "int64"] in [t for t, _, _ in got[False]]  # the integer range of v
     assert ["int64", "double"] in [t for t, _, _ in got[False]]
+
+
+# -- the first block's schema ------------------------------------------------------------------------------
+def _schemas(path, monkeypatch):
+    """(lossctl's first-block schema, pyarrow's) of a CSV file."""
+    out = []
+    for fast in ("1", "0"):
+        monkeypatch.setenv("LOSSCTL_FASTCSV", fast)
+        out.append(sources.open_source(str(path))._csv_schema())
+    return out
+
+
+@needs_ext
+@pytest.mark.parametrize("off", [-3, -1, 0, 1, 2])
+def test_first_block_types_match_pyarrow_at_the_block_edge(tmp_path, monkeypatch, off):
+    """Integers up to a line holding a decimal whose line end lies just before, at or after the end of the
+    first 1 MiB: pyarrow types the column by the lines ending inside the block, and so must lossctl."""
+    block = 1 << 20
+    header, line = b'"a","b"\n', b"7,12345\n"
+    nl = block + off - 1  # where the decimal's line ends
+    k = (nl - 12 - len(header)) // len(line)
+    start = len(header) + k * len(line)
+    decimal = b"1," + b"1.5".ljust(nl - start - 2, b"0") + b"\n"
+    body = header + line * k + decimal + line * 20
+    assert body.index(decimal) + len(decimal) - 1 == nl
+    path = tmp_path / "edge.csv"
+    path.write_bytes(body)
+    calls = []
+    real = ext.infer
+    monkeypatch.setattr(ext, "infer", lambda *a: calls.append(real(*a)) or calls[-1])
+    mine, theirs = _schemas(path, monkeypatch)
+    assert calls and calls[0] is not None  # lossctl's inference answered
+    assert mine == theirs and mine.field("b").type == (pa.float64() if off <= 0 else pa.int64())
+
+
+@needs_ext
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["int", "float", "sci", "neg0", "big"]), min_size=1, max_size=4),
+       st.integers(1, 400), st.booleans())
+def test_hypothesis_first_block_schemas(kinds, rows, crlf):
+    rng = random.Random(rows)
+    gen = {"int": lambda: str(rng.randint(-10**6, 10**6)), "float": lambda: repr(rng.uniform(-5, 5)),
+           "sci": lambda: f"{rng.uniform(-5, 5):.3e}", "neg0": lambda: rng.choice(["-0", "0", "-00"]),
+           "big": lambda: str(rng.randint(10**17, 10**18 - 1))}
+    nl = "\r\n" if crlf else "\n"
+    text = ",".join(f"c{i}" for i in range(len(kinds))) + nl + "".join(
+        ",".join(gen[k]() for k in kinds) + nl for _ in range(rows))
+    import tempfile
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        path = Path(d) / "s.csv"
+        path.write_text(text, newline="")
+        calls = []
+        real = ext.infer
+        mp.setattr(ext, "infer", lambda *a: calls.append(real(*a)) or calls[-1])
+        mine, theirs = _schemas(path, mp)
+        assert mine == theirs and calls[0] is not None  # (and it was lossctl's inference that answered)
+
+
+@needs_ext
+@pytest.mark.parametrize("body", ["a,b\n1,x\n", "a,b\n1,\n", 'a,b\n1,"2"\n', "\ufeffa,b\n1,2\n", "a,b\n",
+                                  "a,b\n1,1234567890123456789\n", "a,b\n1,2\n\n3,4\n", "a,b\n1,nan\n", "a,,c\n1,2,3\n"])
+def test_first_block_schema_leaves_the_rest_to_pyarrow(tmp_path, monkeypatch, body):
+    path = tmp_path / "r.csv"
+    path.write_bytes(body.encode())
+    assert fastcsv.first_block_schema(path.read_bytes(), ",") is None
+    mine, theirs = _schemas(path, monkeypatch)
+    assert mine == theirs

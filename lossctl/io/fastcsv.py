@@ -19,7 +19,7 @@ from .._pa import pa
 
 try:  # built by setup.py; an in-place build of another version is ignored
     from .. import _fastcsv as _ext
-    if getattr(_ext, "VERSION", None) != 1:
+    if getattr(_ext, "VERSION", None) != 2:
         _ext = None
 except ImportError:  # no C compiler at install time, or a platform it is not built for
     _ext = None
@@ -30,6 +30,30 @@ _SPLIT_BYTES = 1 << 20  # a range at least this long is parsed in two halves, on
 
 def available() -> bool:
     return _ext is not None and os.environ.get("LOSSCTL_FASTCSV", "1") != "0"
+
+
+def first_block_schema(block: bytes, delimiter: str):
+    """The schema pyarrow's reader infers from a CSV's first block (``block``: its first 1 MiB, as
+    ``Source._csv_schema`` reads it), or None where that takes pyarrow: the header's names (plain or wholly
+    quoted, UTF-8) and, where every field below it is a number this parser takes, int64 for the columns
+    written as integers and float64 for the others.  The same lines as pyarrow's: those whose line end lies
+    in the block.  ~1 ms instead of pyarrow's ~10 ms (a parse and type inference of the whole block)."""
+    from .sources import _header_names
+    if not available() or len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
+        return None
+    if block.startswith(b"\xef\xbb\xbf"):
+        return None
+    head = block.find(b"\n")
+    last = block.rfind(b"\n")
+    if head < 0 or last == head:  # no line below the header ends in the block
+        return None
+    names = _header_names(block[:head].rstrip(b"\r"), delimiter.encode())
+    if not names or not all(names):
+        return None
+    kinds = _ext.infer(memoryview(block)[head + 1: last + 1], ord(delimiter), len(names))
+    if kinds is None:
+        return None
+    return pa.schema([(n, pa.int64() if k == _I64 else pa.float64()) for n, k in zip(names, kinds)])
 
 
 def field_kinds(names: Sequence[str], columns: Sequence[str], column_types: dict, types: dict,
