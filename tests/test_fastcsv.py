@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 import struct
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -258,13 +259,23 @@ def test_room_for_more_lines_than_the_first_64k_suggest():
 
 
 # -- the reader ------------------------------------------------------------------------------------------
-def _read(path, columns, float_columns=(), chunk_bytes=4096, fast=True, monkeypatch=None):
+def _read(path, columns, float_columns=(), chunk_bytes=4096, fast=True, monkeypatch=None, numpy_ok=False):
+    """The batches of the range reader as one table.  ``numpy_ok``: the NumPy path (no pyarrow; taken for
+    files past _SMALL_CSV_BYTES, here 1 KiB), whose batches are NumpyBatch until pyarrow takes over."""
     monkeypatch.setenv("LOSSCTL_FASTCSV", "1" if fast else "0")
     monkeypatch.setattr(sources, "_CSV_RANGE_BYTES", chunk_bytes)
+    monkeypatch.setattr(sources, "_SMALL_CSV_BYTES", 1024)
     monkeypatch.setattr(fastcsv, "_SPLIT_BYTES", 1024)  # two halves on two threads, even here
     src = sources.open_source(str(path))
     monkeypatch.setattr(src, "_small_csv", lambda: None)  # ranges, even for a small file
-    return pa.Table.from_batches(list(src.batches(columns, 1000, float_columns=float_columns)))
+    monkeypatch.setattr(src, "_tiny", lambda: None)
+    batches = list(src.batches(columns, 1000, float_columns=float_columns, numpy_ok=numpy_ok))
+    assert sum(b.num_rows for b in batches) == src.rows
+    if numpy_ok and fast:
+        assert isinstance(batches[0], sources.NumpyBatch)
+    return pa.Table.from_batches([b if not isinstance(b, sources.NumpyBatch) else
+                                  pa.RecordBatch.from_arrays([pa.array(a) for a in b.arrays], names=list(columns))
+                                  for b in batches])
 
 
 def _spy(monkeypatch):
@@ -361,10 +372,14 @@ def test_hypothesis_files(rows, chunk, last_newline):
         # all taken, unless a subnormal (handed back: pyarrow rounds those)
         plain = all(v == 0 or abs(v) >= 2.2250738585072014e-308 for _, v, _ in rows)
         assert calls["fast"] > 0 and (calls["taken"] == calls["fast"] or not plain)
+        # and the NumPy path (no pyarrow), where the first block types k (a file of a few rows: none)
+        as_numpy = _read(path, ["v", "k"], ["v"], chunk_bytes=chunk, monkeypatch=mp, numpy_ok=True) \
+            if len(text) > 1024 and plain and fastcsv.first_block_kinds(text.encode()[: 1 << 20], ",") else got
     ref = pcsv.read_csv(pa.BufferReader(text.encode()),
                         convert_options=pcsv.ConvertOptions(column_types={"v": pa.float64()}))
-    assert got.column("k").to_pylist() == ref.column("k").to_pylist()
-    assert np.array_equal(got.column("v").to_numpy().view(np.int64), ref.column("v").to_numpy().view(np.int64))
+    for t in (got, as_numpy):
+        assert t.column("k").to_pylist() == ref.column("k").to_pylist()
+        assert np.array_equal(t.column("v").to_numpy().view(np.int64), ref.column("v").to_numpy().view(np.int64))
 
 
 @needs_ext
@@ -492,3 +507,71 @@ def test_first_block_schema_leaves_the_rest_to_pyarrow(tmp_path, monkeypatch, bo
     assert fastcsv.first_block_schema(path.read_bytes(), ",") is None
     mine, theirs = _schemas(path, monkeypatch)
     assert mine == theirs
+
+
+# -- the NumPy path: a large CSV of numbers without pyarrow ------------------------------------------------
+@needs_ext
+def test_a_large_csv_of_numbers_is_read_without_pyarrow(tmp_path):
+    """Past 4 MiB, a CSV of plain numbers is typed, parsed and evaluated without importing pyarrow (~23 ms
+    of start-up and ~45 ms of CPU); the value is the NumPy reference's."""
+    rng = np.random.default_rng(4)
+    y, p = rng.standard_normal(130_000), rng.standard_normal(130_000)
+    path = tmp_path / "big.csv"
+    path.write_text("y_true,y_pred\n" + "".join(f"{a!r},{b!r}\n" for a, b in zip(y.tolist(), p.tolist())))
+    assert path.stat().st_size > sources._SMALL_CSV_BYTES
+    probe = ("import sys\nfrom lossctl.cli import main\n"
+             "try:\n    main(['eval', sys.argv[1], '-l', 'mse', '--value'])\n"
+             "except SystemExit as e:\n    assert not e.code, e.code\n"
+             "print('pyarrow' in sys.modules, file=sys.stderr)\n")
+    for fast, imported in (("1", "False"), ("0", "True")):
+        env = {**__import__("os").environ, "LOSSCTL_FASTCSV": fast}
+        out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env,
+                             cwd=str(ROOT), timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.strip().splitlines()[-1] == imported, out.stderr
+        assert float(out.stdout) == pytest.approx(float(np.mean((p - y) ** 2)), rel=1e-12)
+
+
+@needs_ext
+@pytest.mark.parametrize("odd", ["nan", "", '"0.5"', "abc", "1e999", "7"])
+def test_the_numpy_path_hands_a_file_over_to_pyarrow_midway(tmp_path, monkeypatch, odd):
+    """A range the parser hands back, and every range after it, go to pyarrow's range reader from that
+    range's first line: the same output and the same message (its row counted from the file's start), with
+    NumPy batches before it.  (The odd value lies past the first 1 MiB, which must be plain numbers.)"""
+    import json
+    rng = np.random.default_rng(5)
+    vals = [repr(v) for v in rng.random(40_000).tolist()]
+    vals[33_000] = odd
+    path = tmp_path / "late.csv"
+    path.write_text("label,y_true,y_pred\n" + "".join(f"{i % 3},{i / 9!r},{v}\n" for i, v in enumerate(vals)))
+    assert path.read_bytes().index(b"\n" + str(33_000 % 3).encode() + b"," + repr(33_000 / 9).encode()) > 1 << 20
+    monkeypatch.setattr(sources, "_SMALL_CSV_BYTES", 1024)
+    monkeypatch.setattr(sources, "_CSV_RANGE_BYTES", 65536)
+    made = []
+    real = sources.NumpyBatch.__init__
+
+    def counted(self, arrays):
+        made.append(len(arrays[0]))
+        real(self, arrays)
+    monkeypatch.setattr(sources.NumpyBatch, "__init__", counted)
+    out = {}
+    for fast in ("1", "0"):
+        monkeypatch.setenv("LOSSCTL_FASTCSV", fast)
+        made.clear()
+        res = invoke(["eval", path, "-l", "mse", "-l", "mae", "--target", "y_true", "--pred", "y_pred", "-f", "json"])
+        out[fast] = (res.exit_code, json.loads(res.stdout) if res.stdout else None, res.stderr)
+        if fast == "1" and odd == "7":  # a plain number: NumPy batches to the end
+            assert sum(made) == 40_000 and len(made) > 20
+        elif fast == "1":
+            assert 30_000 < sum(made) <= 33_000  # NumPy batches up to the range holding row 33001
+        else:
+            assert not made
+    (code1, doc1, err1), (code0, doc0, err0) = out["1"], out["0"]
+    assert code1 == code0 and err1 == err0
+    if odd in ("abc", "", "nan", "1e999"):  # (an infinite prediction is an error too)
+        assert code1 == 3 and "row 33001" in err1 and doc1 is None
+    else:
+        # other batch boundaries: the values agree to 1e-12 (the batch-size contract), the rest exactly
+        for r1, r0 in zip(doc1["results"], doc0["results"]):
+            assert r1.pop("value") == pytest.approx(r0.pop("value"), rel=1e-12)
+        assert doc1 == doc0

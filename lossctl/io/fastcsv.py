@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from .._pa import pa
+from .._pa import pa  # (imported on first use: the NumPy path never does)
 
 try:  # built by setup.py; an in-place build of another version is ignored
     from .. import _fastcsv as _ext
@@ -32,12 +32,13 @@ def available() -> bool:
     return _ext is not None and os.environ.get("LOSSCTL_FASTCSV", "1") != "0"
 
 
-def first_block_schema(block: bytes, delimiter: str):
-    """The schema pyarrow's reader infers from a CSV's first block (``block``: its first 1 MiB, as
-    ``Source._csv_schema`` reads it), or None where that takes pyarrow: the header's names (plain or wholly
-    quoted, UTF-8) and, where every field below it is a number this parser takes, int64 for the columns
-    written as integers and float64 for the others.  The same lines as pyarrow's: those whose line end lies
-    in the block.  ~1 ms instead of pyarrow's ~10 ms (a parse and type inference of the whole block)."""
+def first_block_kinds(block: bytes, delimiter: str) -> tuple[list[str], bytes] | None:
+    """(names, kinds) of a CSV whose first block (``block``: its first 1 MiB, as ``Source._csv_schema`` reads
+    it) pyarrow's reader would type as numbers, or None where that takes pyarrow: the header's names (plain
+    or wholly quoted, UTF-8) and, where every field below it is a number this parser takes, int64 (kind 2)
+    for the columns written as integers and float64 (kind 1) for the others.  The same lines as pyarrow's:
+    those whose line end lies in the block.  ~1 ms instead of pyarrow's ~10 ms (a parse and type inference
+    of the whole block), and no pyarrow."""
     from .sources import _header_names
     if not available() or len(delimiter) != 1 or not delimiter.isascii() or delimiter in '"\r\n':
         return None
@@ -51,8 +52,18 @@ def first_block_schema(block: bytes, delimiter: str):
     if not names or not all(names):
         return None
     kinds = _ext.infer(memoryview(block)[head + 1: last + 1], ord(delimiter), len(names))
-    if kinds is None:
+    return None if kinds is None else (names, kinds)
+
+
+def first_block_schema(block: bytes, delimiter: str):
+    """The schema pyarrow's reader infers from a CSV's first block, where :func:`first_block_kinds` knows it."""
+    found = first_block_kinds(block, delimiter)
+    if found is None:
         return None
+    return schema_of(*found)
+
+
+def schema_of(names: Sequence[str], kinds: bytes):
     return pa.schema([(n, pa.int64() if k == _I64 else pa.float64()) for n, k in zip(names, kinds)])
 
 
@@ -86,22 +97,8 @@ def parse(buf, delimiter: str, kinds: bytes, names: Sequence[str], columns: Sequ
           split: bool = True):
     """The table of ``columns`` parsed from the lines in ``buf`` (no header), or None where the C parser
     hands the range back.  ``split``: parse the two halves of a long range on two threads."""
-    from .sources import _in_thread
-    view = memoryview(buf)
-    n = len(view)
-    pieces = [view]
-    if split and n >= _SPLIT_BYTES:
-        mid = n // 2
-        k = bytes(view[mid: mid + (1 << 16)]).find(b"\n")
-        if k >= 0 and mid + k + 1 < n:
-            pieces = [view[: mid + k + 1], view[mid + k + 1:]]
-    if len(pieces) == 2:
-        first = _in_thread(_parse_piece, pieces[0], delimiter, kinds)
-        second = _parse_piece(pieces[1], delimiter, kinds)
-        parts = [first(), second]
-    else:
-        parts = [_parse_piece(view, delimiter, kinds)]
-    if any(p is None for p in parts):
+    parts = parse_arrays(buf, delimiter, kinds, split)
+    if parts is None:
         return None
     order = [names[i] for i, k in enumerate(kinds) if k != _SKIP]
     arrays = {}
@@ -111,6 +108,24 @@ def parse(buf, delimiter: str, kinds: bytes, names: Sequence[str], columns: Sequ
         arrays[name] = pa.chunked_array([pa.Array.from_buffers(t, len(c), [None, pa.py_buffer(c)]) for c in chunks],
                                         type=t)
     return pa.table([arrays[c] for c in columns], names=list(columns))
+
+
+def parse_arrays(buf, delimiter: str, kinds: bytes, split: bool = True) -> list[list] | None:
+    """The lines in ``buf`` as NumPy columns, one list of the read fields' arrays (in field order) per piece
+    (two halves parsed on two threads, with ``split``), or None where the C parser hands them back."""
+    from .sources import _in_thread
+    view = memoryview(buf)
+    n = len(view)
+    if split and n >= _SPLIT_BYTES:
+        mid = n // 2
+        k = bytes(view[mid: mid + (1 << 16)]).find(b"\n")
+        if k >= 0 and mid + k + 1 < n:
+            first = _in_thread(_parse_piece, view[: mid + k + 1], delimiter, kinds)
+            second = _parse_piece(view[mid + k + 1:], delimiter, kinds)
+            parts = [first(), second]
+            return None if any(p is None for p in parts) else parts
+    part = _parse_piece(view, delimiter, kinds)
+    return None if part is None else [part]
 
 
 def _parse_piece(view, delimiter: str, kinds: bytes):
