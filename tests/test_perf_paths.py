@@ -646,6 +646,41 @@ def test_a_file_shrinking_under_the_memory_mapped_reader_is_an_input_error(tmp_p
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+_SHRINK_NUMPY_PROBE = r"""
+import os, sys
+path = sys.argv[1]
+from lossctl.io import sources, fastcsv
+real_parse = fastcsv.parse_arrays
+def parse_arrays(*a, **k):
+    out = real_parse(*a, **k)
+    os.truncate(path, 1000)   # another program rewrites the file in place, after the 1st range
+    return out
+fastcsv.parse_arrays = parse_arrays
+sources._CSV_RANGE_BYTES = 64 << 10
+""" + _SHRINK_PROBE.split("sources._CSV_RANGE_BYTES = 64 << 10")[1].replace(
+    'main(["eval", path, "-l", "mse", "-r", "none", "-o", out])', 'main(["eval", path, "-l", "mse", "--value"])')
+
+
+def test_a_file_shrinking_under_the_numpy_csv_reader_is_an_input_error(tmp_path):
+    """The same for a large CSV of numbers read without pyarrow (a Python memory map): the size check
+    before each range makes a file rewritten in place one line, exit 3."""
+    import subprocess
+
+    from lossctl.io import fastcsv
+    if not fastcsv.available():
+        pytest.skip("lossctl._fastcsv is not built: no NumPy path (tests/test_fastcsv.py says why)")
+    rng = np.random.default_rng(3)
+    path = tmp_path / "shrink.csv"
+    y = rng.random(200_000)
+    path.write_text("y_true,y_pred\n" + "".join(f"{float(a)!r},{float(a) * 0.9!r}\n" for a in y))
+    assert path.stat().st_size > 4 << 20
+    proc = subprocess.run([sys.executable, "-c", _SHRINK_NUMPY_PROBE, str(path)], capture_output=True,
+                          text=True, cwd=str(Path(__file__).resolve().parents[1]), timeout=120)
+    assert proc.returncode == 3, (proc.returncode, proc.stderr[-500:])
+    assert proc.stderr.count("\n") == 1 and "shrank from" in proc.stderr and str(path) in proc.stderr
+    assert proc.stdout == ""
+
+
 _ARROW_REWRITE_PROBE = r"""
 import os, sys
 import numpy as np

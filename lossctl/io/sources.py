@@ -652,23 +652,28 @@ class Source:
     def _numpy_range_batches(self, columns, names, kinds: bytes, float_columns, batch_rows: int):
         from . import fastcsv
         path = self.files[0]
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
+        fh = open(path, "rb")
+        size = os.fstat(fh.fileno()).st_size
+        mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
         view = memoryview(mm)
         order = [names[i] for i, k in enumerate(kinds) if k]  # the parser's columns, in file order
         pick = [order.index(c) for c in columns]
-        threads = True
 
-        def parse(span):
-            p, e = span
-            now = os.path.getsize(path)
-            if now < e:  # rewritten in place: touching the map past its new end would be SIGBUS
+        def check(end: int) -> None:  # before the map is read up to end (see _Mapped.check)
+            now = os.fstat(fh.fileno()).st_size
+            if now < min(end, size):  # rewritten in place: a page past the new end would be SIGBUS
                 raise InputError(f"{path}: the file shrank from {size} to {now} bytes while it was read "
                                  f"(another program is rewriting it); run again once it is written")
-            return fastcsv.parse_arrays(view[p:e], self.delimiter, kinds, split=threads)
 
-        ranges = _split_ranges(size, _CSV_RANGE_BYTES, lambda p, e: (p, e), lambda p, n: mm[p: p + n])
+        def window(p: int, n: int) -> bytes:
+            check(p + n)
+            return mm[p: p + n]
+
+        def parse(span):
+            check(span[1])
+            return fastcsv.parse_arrays(view[span[0]: span[1]], self.delimiter, kinds)
+
+        ranges = _split_ranges(size, _CSV_RANGE_BYTES, lambda p, e: (p, e), window)
         rows_before = 0
         nxt = next(ranges, None)
         pending = _in_thread(parse, nxt[0]) if nxt is not None else None
@@ -679,8 +684,9 @@ class Source:
                 pending = _in_thread(parse, nxt[0]) if nxt is not None else None
                 parts = result()
                 if parts is None:  # handed back: pyarrow reads on from this range's first line
-                    if pending is not None:
-                        pending = None
+                    if pending is not None:  # (the next range's parse, no longer wanted: not beside pyarrow's)
+                        with contextlib.suppress(Exception):
+                            pending()
                     _load_pyarrow()
                     types = {c: pa.float64() for c in float_columns}
                     yield from self._counted(self._csv_ranges(columns, types, [path], start=(span[0], rows_before)),
@@ -697,6 +703,7 @@ class Source:
                         yield b
         finally:
             ranges.close()
+            fh.close()  # (the map stays open while a batch still uses it)
 
     def _counted(self, batches: Iterator[pa.RecordBatch], batch_rows: int, where: str, columns: list,
                  cut: bool = True) -> Iterator[pa.RecordBatch]:
