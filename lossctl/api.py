@@ -813,7 +813,8 @@ def run_plan(plan: Plan, aligned: Iterable[list[pa.RecordBatch]], *, sink=None,
             for role, b in bindings.items():
                 cols = [parts[b.source].column(col_pos[b.source][c]) for c in b.columns]
                 x = convs[role].convert(cols, row0)
-                if x.dtype.kind == "f" and not lenient and not convs[role].known_finite:
+                if x.dtype.kind == "f" and not lenient and not convs[role].known_finite \
+                        and not getattr(parts[b.source], "finite", False):  # (NumpyBatch of lossctl's parser)
                     check_finite(x, b, row0, omit_ok)
                 arrays[role] = x
             w = None

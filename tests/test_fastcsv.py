@@ -550,9 +550,9 @@ def test_the_numpy_path_hands_a_file_over_to_pyarrow_midway(tmp_path, monkeypatc
     made = []
     real = sources.NumpyBatch.__init__
 
-    def counted(self, arrays):
+    def counted(self, arrays, **kw):
         made.append(len(arrays[0]))
-        real(self, arrays)
+        real(self, arrays, **kw)
     monkeypatch.setattr(sources.NumpyBatch, "__init__", counted)
     out = {}
     for fast in ("1", "0"):
@@ -575,3 +575,28 @@ def test_the_numpy_path_hands_a_file_over_to_pyarrow_midway(tmp_path, monkeypatc
         for r1, r0 in zip(doc1["results"], doc0["results"]):
             assert r1.pop("value") == pytest.approx(r0.pop("value"), rel=1e-12)
         assert doc1 == doc0
+
+
+@needs_ext
+def test_numpy_path_batches_skip_the_finiteness_check_only_there(tmp_path, monkeypatch):
+    """NumPy batches of lossctl's parser are finite by construction (NaN, infinities and numbers beyond a
+    double are handed back to pyarrow), so the consumer's NaN/infinity pass is skipped for them alone."""
+    from lossctl import api
+    rng = np.random.default_rng(6)
+    path = tmp_path / "f.csv"
+    path.write_text("y_true,y_pred\n" + "".join(f"{a!r},{b!r}\n" for a, b in rng.random((3000, 2)).tolist()))
+    monkeypatch.setattr(sources, "_SMALL_CSV_BYTES", 1024)
+    monkeypatch.setattr(sources, "_TINY_BYTES", 0)
+    monkeypatch.setattr(sources, "_CSV_RANGE_BYTES", 8192)
+    calls = []
+    real = api.check_finite
+    monkeypatch.setattr(api, "check_finite", lambda *a, **k: calls.append(1) or real(*a, **k))
+    values = {}
+    for fast in ("1", "0"):
+        monkeypatch.setenv("LOSSCTL_FASTCSV", fast)
+        calls.clear()
+        res = invoke(["eval", path, "-l", "mse", "--value"])
+        assert res.exit_code == 0, res.stderr
+        values[fast] = float(res.stdout)
+        assert (len(calls) == 0) if fast == "1" else (len(calls) > 0)
+    assert values["1"] == pytest.approx(values["0"], rel=1e-12)

@@ -698,7 +698,7 @@ class Source:
                     n = len(cols[0]) if cols else 0
                     rows_before += n
                     for off in range(0, n, batch_rows):
-                        b = NumpyBatch([c[off: off + batch_rows] for c in cols])
+                        b = NumpyBatch([c[off: off + batch_rows] for c in cols], finite=True)
                         self.rows += b.num_rows
                         yield b
         finally:
@@ -918,13 +918,16 @@ def _null_free(tbl: pa.Table, null_tokens: Sequence[str]) -> bool:
 
 
 class NumpyBatch:
-    """Equal-length NumPy columns standing in for a record batch (``.column(i)``, ``.num_rows``)."""
+    """Equal-length NumPy columns standing in for a record batch (``.column(i)``, ``.num_rows``).
+    ``finite``: every value is known finite (lossctl's CSV parser takes no NaN, infinity or number beyond a
+    double's range), so the consumer skips its NaN/infinity check."""
 
-    __slots__ = ("arrays", "num_rows")
+    __slots__ = ("arrays", "num_rows", "finite")
 
-    def __init__(self, arrays: list):
+    def __init__(self, arrays: list, finite: bool = False):
         self.arrays = arrays
         self.num_rows = len(arrays[0]) if arrays else 0
+        self.finite = finite
 
     def column(self, i: int):
         return self.arrays[i]
