@@ -424,7 +424,7 @@ class Source:
         # range that needs the defaults, the rest use them: a file with missing values is not parsed twice.
         self.schema()  # (the column types of the first block: known by now for a file read in ranges)
         fast = [_numbers_only(columns, column_types or {}, self._types or {})]
-        # Lines of plain numbers: lossctl's own parser (lossctl.io.fastcsv), 2.3x pyarrow's speed.  The first
+        # Lines of plain numbers: lossctl's own parser (lossctl.io.fastcsv), ~3x pyarrow's speed.  The first
         # range it hands back (a quote, a missing value, ...) and all after it go to pyarrow.
         from . import fastcsv
         kinds = [fastcsv.field_kinds(names, columns, column_types or {}, self._types or {}, self.delimiter)]
