@@ -298,6 +298,9 @@ def eval_cmd(predictions, labels, losses, pred, target, weight, by, ids, on, inn
         kwargs["row_writer"] = render.StreamRows(fmt, out)
     from .progress import RowProgress
     prog = RowProgress(enabled=False if quiet else None)
+    if fmt == "json" and not bare:
+        from . import signature
+        signature.prefetch(paths)  # the inputs' SHA-256 for the JSON signature, beside the run
     try:
         if top or hist:
             from . import workbench

@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import shutil
+import threading
+import time
 import xml.etree.ElementTree as ET
 
 import numpy
@@ -293,6 +295,38 @@ def test_signature_of_a_directory_hashes_each_file(tmp_path):
     assert inp["rows"] == 400
     assert [(os.path.basename(f["path"]), f["sha256"]) for f in inp["files"]] == [
         (n, hashlib.sha256((d / n).read_bytes()).hexdigest()) for n in ("a.parquet", "b.parquet")]
+
+
+def test_signature_hashes_are_computed_beside_the_run(tmp_path, monkeypatch):
+    """`eval -f json` hashes its inputs in a background thread while the run reads them: the JSON carries
+    the same SHA-256 (each file read once for it), a file changed afterwards is hashed again, and inputs
+    that are not local files start nothing."""
+    from lossctl import signature
+    p = tmp_path / "p.csv"
+    p.write_text("y_true,y_pred\n" + "".join(f"{i / 3!r},{i / 7!r}\n" for i in range(2000)))
+    monkeypatch.setattr(signature, "_CACHE", {})
+    opened = []
+    real_open = open
+
+    def counting_open(f, *a, **k):
+        if str(f) == str(p) and a[:1] == ("rb",):
+            opened.append(threading.current_thread().name)
+        return real_open(f, *a, **k)
+    monkeypatch.setattr("builtins.open", counting_open)
+    res = invoke(["eval", p, "-l", "mse", "-f", "json"])
+    [inp] = json.loads(res.stdout)["signature"]["inputs"]
+    assert inp["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert opened.count("lossctl-sha256") == 1 and not signature._PREFETCH  # hashed once, by the prefetch
+    # changed after the prefetch: hashed again where the signature is built
+    signature.prefetch([str(p)])
+    time.sleep(0.01)
+    p.write_text("y_true,y_pred\n1,2\n")
+    os.utime(p, ns=(1, 1))
+    assert signature.sha256_file(str(p)) == hashlib.sha256(p.read_bytes()).hexdigest()
+    # standard input, URLs, missing paths: nothing to hash ahead
+    before = threading.active_count()
+    signature.prefetch(["-", "s3://bucket/x.parquet", str(tmp_path / "missing.csv")])
+    assert not signature._PREFETCH and threading.active_count() == before
 
 
 @pytest.mark.parametrize("url, want", [
