@@ -465,16 +465,9 @@ class Source:
         of a dataset's files follow each other in one pipeline.  A parse error is an InputError whose
         message is ``located(where, buffer, error, rows of the file before the range)``."""
         ranges = self._ranges_of_files(paths, chunk_bytes, header=header, start=start)
-        try:
-            nxt = next(ranges, None)
-            pending = _in_thread(parse, nxt[1]) if nxt is not None else None
-            while pending is not None:
-                (path, buf, release, rows_before), result = nxt, pending
+        with contextlib.closing(_read_ahead(ranges, lambda r: parse(r[1]))) as ahead:
+            for (path, buf, release, rows_before), result in ahead:
                 where = path if self.data is None else self.display
-                pending = None
-                nxt = next(ranges, None)
-                if nxt is not None:
-                    pending = _in_thread(parse, nxt[1])
                 try:
                     tbl = result()
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -484,8 +477,6 @@ class Source:
                 if release is not None:
                     release()  # the parsed columns are new buffers: the range's bytes can go
                 yield where, tbl
-        finally:
-            ranges.close()
 
     def _ranges_of_files(self, paths: Sequence[str], chunk_bytes: int, header: bool = True,
                          start: tuple[int, int] | None = None):
@@ -674,19 +665,13 @@ class Source:
             return fastcsv.parse_arrays(view[span[0]: span[1]], self.delimiter, kinds)
 
         ranges = _split_ranges(size, _CSV_RANGE_BYTES, lambda p, e: (p, e), window)
+        ahead = _read_ahead(ranges, lambda r: parse(r[0]))
         rows_before = 0
-        nxt = next(ranges, None)
-        pending = _in_thread(parse, nxt[0]) if nxt is not None else None
         try:
-            while pending is not None:
-                span, result = nxt[0], pending
-                nxt = next(ranges, None)
-                pending = _in_thread(parse, nxt[0]) if nxt is not None else None
+            for (span, _), result in ahead:
                 parts = result()
                 if parts is None:  # handed back: pyarrow reads on from this range's first line
-                    if pending is not None:  # (the next range's parse, no longer wanted: not beside pyarrow's)
-                        with contextlib.suppress(Exception):
-                            pending()
+                    ahead.close()  # (after the next range's parse, no longer wanted: not beside pyarrow's)
                     _load_pyarrow()
                     types = {c: pa.float64() for c in float_columns}
                     yield from self._counted(self._csv_ranges(columns, types, [path], start=(span[0], rows_before)),
@@ -702,7 +687,7 @@ class Source:
                         self.rows += b.num_rows
                         yield b
         finally:
-            ranges.close()
+            ahead.close()
             fh.close()  # (the map stays open while a batch still uses it)
 
     def _counted(self, batches: Iterator[pa.RecordBatch], batch_rows: int, where: str, columns: list,
@@ -1227,6 +1212,28 @@ def _madvise_dontneed(addr: int, length: int) -> None:
     fn = _libc_madvise()
     if fn is not None:
         fn(addr, length, _mmap.MADV_DONTNEED)
+
+
+def _read_ahead(items: Iterator, fn: Callable) -> Iterator[tuple]:
+    """``(item, result)`` for each of ``items``, where ``result()`` waits for ``fn(item)`` (or raises its
+    error): fn of the next item runs in a thread while the caller uses this one, so the parse never waits
+    for the consumer.  Closed early, it waits for the work in flight and closes ``items``."""
+    pending = None
+    try:
+        nxt = next(items, None)
+        pending = _in_thread(fn, nxt) if nxt is not None else None
+        while pending is not None:
+            cur, result = nxt, pending
+            pending = None
+            nxt = next(items, None)
+            if nxt is not None:
+                pending = _in_thread(fn, nxt)
+            yield cur, result
+    finally:
+        if pending is not None:
+            with contextlib.suppress(Exception):  # (its result is not wanted; it no longer uses the cores)
+                pending()
+        items.close()
 
 
 def _in_thread(fn, *args):
